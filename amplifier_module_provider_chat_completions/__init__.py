@@ -1,0 +1,1 @@
+"""Amplifier provider for OpenAI Chat Completions compatible servers."""
