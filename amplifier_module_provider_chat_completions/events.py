@@ -1,0 +1,154 @@
+"""Event payloads and emission.
+
+Payload shapes follow the host's contract (see AMPLIFIER.md): the usage keys in
+`llm:response` are normative, and raw payloads are redacted before they leave.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from amplifier_core.utils import redact_secrets
+
+from .assemble import BlockEvent
+
+logger = logging.getLogger(__name__)
+
+LLM_REQUEST = "llm:request"
+LLM_RESPONSE = "llm:response"
+PROVIDER_RETRY = "provider:retry"
+TOOL_SEQUENCE_REPAIRED = "provider:tool_sequence_repaired"
+STREAM_BLOCK_START = "llm:stream_block_start"
+STREAM_BLOCK_DELTA = "llm:stream_block_delta"
+STREAM_BLOCK_END = "llm:stream_block_end"
+STREAM_ABORTED = "llm:stream_aborted"
+
+
+class EventSink:
+    """Emits events to the coordinator's hooks; a no-op without a coordinator.
+
+    A failing hook must never fail a completion, so emission errors are logged and
+    swallowed. Secrets given at construction are scrubbed from every string payload.
+    """
+
+    __slots__ = ("_emit", "_secrets")
+
+    def __init__(self, coordinator: Any, secrets: Iterable[str] = ()) -> None:
+        hooks = getattr(coordinator, "hooks", None) if coordinator is not None else None
+        self._emit = getattr(hooks, "emit", None)
+        # Short or placeholder values would scrub ordinary words; only real secrets.
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 8 and s != "not-needed")
+
+    @property
+    def active(self) -> bool:
+        return self._emit is not None
+
+    async def emit(self, name: str, payload: dict[str, Any]) -> None:
+        if self._emit is None:
+            return
+        try:
+            await self._emit(name, payload)
+        except Exception:  # a broken hook must not break the turn
+            logger.warning("hook for %s failed", name, exc_info=True)
+
+    def redact(self, value: Any) -> Any:
+        """Redact secret-named keys and scrub literal secret values."""
+        return scrub(redact_secrets(value), self._secrets)
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Replace literal occurrences of any secret in nested strings."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "[REDACTED]")
+        return value
+    if isinstance(value, Mapping):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def usage_payload(usage: Any) -> dict[str, int]:
+    """The normative usage keys for llm:response (never total_tokens)."""
+    if usage is None:
+        return {}
+    out = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if usage.cache_read_tokens is not None:
+        out["cache_read_tokens"] = usage.cache_read_tokens
+    if usage.cache_write_tokens is not None:
+        out["cache_write_tokens"] = usage.cache_write_tokens
+    return out
+
+
+class StreamEmitter:
+    """Turns assembler BlockEvents into llm:stream_* events for one complete() call.
+
+    Block indices continue across retry attempts, so a retry after an aborted stream
+    forms a new block sequence instead of re-using the indices the UI already showed.
+    """
+
+    __slots__ = ("_base", "_next_base", "_request_id", "_sink", "emitted_delta")
+
+    def __init__(self, sink: EventSink, request_id: str) -> None:
+        self._sink = sink
+        self._request_id = request_id
+        self._base = 0
+        self._next_base = 0
+        self.emitted_delta = False
+
+    def new_attempt(self) -> None:
+        self._base = self._next_base
+        self.emitted_delta = False
+
+    async def emit(self, events: list[BlockEvent]) -> None:
+        sink = self._sink
+        rid = self._request_id
+        for ev in events:
+            index = self._base + ev.index
+            if index >= self._next_base:
+                self._next_base = index + 1
+            if ev.kind == "delta":
+                self.emitted_delta = True
+                await sink.emit(
+                    STREAM_BLOCK_DELTA,
+                    {
+                        "request_id": rid,
+                        "block_index": index,
+                        "block_type": ev.block_type,
+                        "sequence": ev.sequence,
+                        "text": ev.text,
+                    },
+                )
+            elif ev.kind == "start":
+                payload: dict[str, Any] = {
+                    "request_id": rid,
+                    "block_index": index,
+                    "block_type": ev.block_type,
+                }
+                if ev.block_type == "tool_use":
+                    payload["name"] = ev.name or ""
+                await sink.emit(STREAM_BLOCK_START, payload)
+            else:
+                await sink.emit(
+                    STREAM_BLOCK_END,
+                    {"request_id": rid, "block_index": index, "block_type": ev.block_type},
+                )
+
+    async def aborted(self, error: BaseException) -> None:
+        """Only after a partial emit: tells the UI to discard what it showed."""
+        if not self.emitted_delta:
+            return
+        await self._sink.emit(
+            STREAM_ABORTED,
+            {
+                "request_id": self._request_id,
+                "error": {"type": type(error).__name__, "msg": str(error)},
+            },
+        )
+        self.emitted_delta = False

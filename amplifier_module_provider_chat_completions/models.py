@@ -1,0 +1,75 @@
+"""Parsing /v1/models listings into ModelInfo (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amplifier_core.models import ModelInfo
+
+DEFAULT_MODEL = "default"
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
+    return None
+
+
+def context_window_of(entry: dict[str, Any]) -> int | None:
+    """The runtime context window a /models entry states, if any.
+
+    vLLM and SGLang: `max_model_len`. llama.cpp: `meta.n_ctx` (runtime; newer builds),
+    never `meta.n_ctx_train`, which is the training size and overstates the limit.
+    """
+    found = _positive_int(entry.get("max_model_len"))
+    if found:
+        return found
+    meta = entry.get("meta")
+    if isinstance(meta, dict):
+        return _positive_int(meta.get("n_ctx"))
+    return None
+
+
+def parse_model_list(
+    body: Any,
+    *,
+    configured_model: str,
+    filtered: bool,
+    max_output_tokens: int,
+    context_window_override: int | None = None,
+) -> list[ModelInfo]:
+    """Turn a /models body into ModelInfo; never invents a model the server did not list."""
+    data = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(data, list):
+        # Ollama's native /api/tags shape uses "models"; accept it too.
+        data = body.get("models") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            return []
+    models: list[ModelInfo] = []
+    seen: set[str] = set()
+    for entry in data:
+        if not isinstance(entry, dict):
+            continue
+        model_id = entry.get("id") or entry.get("model") or entry.get("name")
+        if not isinstance(model_id, str) or not model_id or model_id in seen:
+            continue
+        seen.add(model_id)
+        window = context_window_override or context_window_of(entry) or 0
+        models.append(
+            ModelInfo(
+                id=model_id,
+                display_name=model_id,
+                context_window=window,
+                max_output_tokens=max_output_tokens,
+                capabilities=["tools", "streaming", "json_mode"],
+            )
+        )
+    if filtered and configured_model != DEFAULT_MODEL:
+        chosen = [m for m in models if m.id == configured_model]
+        if chosen:
+            return chosen
+    return models

@@ -1,0 +1,423 @@
+"""ChatCompletionsProvider: the Amplifier provider over any Chat Completions server.
+
+I/O lives here and in transport.py; every conversion is a pure function elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from amplifier_core.llm_errors import (
+    ConfigurationError,
+    InvalidToolCallError,
+    LLMError,
+    LLMTimeoutError,
+    ProviderUnavailableError,
+    StreamError,
+)
+from amplifier_core.message_models import ChatRequest, ChatResponse, ToolCall
+from amplifier_core.models import ConfigField, ModelInfo, ProviderInfo
+from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
+
+from . import events as ev
+from .arguments import ArgumentsError
+from .assemble import InBandError, ResponseAssembler
+from .config import ProviderConfig, parse_config
+from .convert import build_request_body, dumps_body
+from .errors import describe_body, error_from_exception, error_from_payload
+from .events import EventSink, StreamEmitter, usage_payload
+from .models import parse_model_list
+from .repair import repair_tool_sequence
+from .response import to_chat_response
+from .sse import iter_sse_data
+from .transport import Transport
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NAME = "chat-completions"
+DISPLAY_NAME = "OpenAI-Compatible"
+CHAT_PATH = "/chat/completions"
+
+
+class ChatCompletionsProvider:
+    """Amplifier provider for servers speaking the OpenAI Chat Completions wire format.
+
+    Accepts every constructor form amplifier-app-cli tries: (api_key=, config=),
+    (base_url=, api_key=, config=), (base_url=, config=), (config=) and (). Values given
+    as keywords fill what `config` leaves unset; validation is the same as mount()'s.
+    A missing base_url is allowed here (the setup wizard constructs the class to call
+    get_info()); complete() and list_models() then raise a ConfigurationError.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        coordinator: Any = None,
+        **_ignored: Any,
+    ) -> None:
+        merged: dict[str, Any] = dict(config or {})
+        if base_url and not merged.get("base_url"):
+            merged["base_url"] = base_url
+        if api_key and not merged.get("api_key"):
+            merged["api_key"] = api_key
+        self.config: ProviderConfig = parse_config(merged, require_base_url=False)
+        self.coordinator = coordinator
+        self.priority = self.config.priority
+        self._events = EventSink(coordinator, secrets=(self.config.api_key,))
+        self._transport: Transport | None = None
+
+    # -- identity ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def __repr__(self) -> str:
+        return f"ChatCompletionsProvider(name={self.name!r}, base_url={self.config.base_url!r})"
+
+    def get_info(self) -> ProviderInfo:
+        """Provider metadata for the host and its setup wizard; makes no network call."""
+        cfg = self.config
+        display = DISPLAY_NAME if cfg.name == DEFAULT_NAME else f"{DISPLAY_NAME} ({cfg.name})"
+        return ProviderInfo(
+            id=DEFAULT_NAME,
+            display_name=display,
+            credential_env_vars=["CHAT_COMPLETIONS_API_KEY"],
+            capabilities=["streaming", "tools", "json_mode"],
+            defaults={
+                "model": cfg.default_model,
+                "max_tokens": cfg.max_tokens,
+                "temperature": cfg.temperature,
+                "timeout": cfg.timeout,
+                "max_retries": cfg.max_retries,
+                "use_streaming": cfg.use_streaming,
+            },
+            config_fields=[
+                ConfigField(
+                    id="base_url",
+                    display_name="Server URL",
+                    field_type="text",
+                    prompt="Base URL of the OpenAI-compatible server (ends in /v1)",
+                    env_var="CHAT_COMPLETIONS_BASE_URL",
+                    required=True,
+                    default="http://localhost:8080/v1",
+                ),
+                ConfigField(
+                    id="api_key",
+                    display_name="API key",
+                    field_type="secret",
+                    prompt="API key (leave blank for local servers that need none)",
+                    env_var="CHAT_COMPLETIONS_API_KEY",
+                    required=False,
+                ),
+            ],
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _client(self) -> Transport:
+        if self._transport is None:
+            if not self.config.base_url:
+                raise ConfigurationError(
+                    "no base_url: set `base_url` in the provider config or the "
+                    "CHAT_COMPLETIONS_BASE_URL environment variable "
+                    "(e.g. http://localhost:8080/v1)",
+                    provider=self.name,
+                )
+            self._transport = Transport(self.config)
+        return self._transport
+
+    async def close(self) -> None:
+        """Close the HTTP client; safe to call twice, bounded in time."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            try:
+                await asyncio.wait_for(transport.aclose(), timeout=5.0)
+            except (TimeoutError, Exception):
+                logger.debug("closing the HTTP client did not finish cleanly", exc_info=True)
+
+    # -- models -----------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        """GET {base_url}/models; on any failure log a warning and return []."""
+        cfg = self.config
+        try:
+            response = await self._client().get("/models", timeout=min(cfg.timeout, 15.0))
+            body = json.loads(response.content)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            err = self._map_exception(exc, cfg.default_model)
+            logger.warning("[%s] could not list models: %s", self.name, err)
+            return []
+        return parse_model_list(
+            body,
+            configured_model=cfg.default_model,
+            filtered=cfg.filtered,
+            max_output_tokens=cfg.max_tokens,
+            context_window_override=cfg.context_window,
+        )
+
+    # -- completion -------------------------------------------------------------------
+
+    def parse_tool_calls(self, response: ChatResponse) -> list[ToolCall]:
+        return list(response.tool_calls or [])
+
+    async def complete(self, request: ChatRequest, **kwargs: Any) -> ChatResponse:
+        cfg = self.config
+        transport = self._client()
+        metadata = request.metadata or {}
+        stream = cfg.use_streaming and metadata.get("stream") is not False
+        model = request.model or cfg.default_model
+
+        body = build_request_body(request, cfg, stream=stream)
+        body["messages"], repaired, dropped = repair_tool_sequence(body["messages"])
+        if repaired or dropped:
+            await self._events.emit(
+                ev.TOOL_SEQUENCE_REPAIRED,
+                {
+                    "provider": self.name,
+                    "model": model,
+                    "repaired_count": len(repaired) + len(dropped),
+                    "repaired_tool_ids": [*repaired, *dropped],
+                },
+            )
+        content = dumps_body(body)
+
+        request_id = uuid.uuid4().hex
+        request_event: dict[str, Any] = {
+            "provider": self.name,
+            "model": model,
+            "request_id": request_id,
+            "message_count": len(body["messages"]),
+            "tool_count": len(body.get("tools") or ()),
+            "stream": stream,
+        }
+        if cfg.raw:
+            request_event["raw"] = self._events.redact(body)
+        await self._events.emit(ev.LLM_REQUEST, request_event)
+
+        emitter = StreamEmitter(self._events, request_id) if stream and self._events.active else None
+
+        async def attempt() -> ChatResponse:
+            try:
+                if stream:
+                    return await self._stream_once(transport, content, model, emitter)
+                return await self._post_once(transport, content, model)
+            except LLMError as err:
+                self._fail_fast_on_long_retry_after(err)
+                raise
+
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(request.timeout):
+                response = await retry_with_backoff(
+                    attempt, self._retry_config(), on_retry=self._on_retry(model)
+                )
+        except TimeoutError as exc:
+            err = LLMTimeoutError(
+                f"request did not finish within its timeout of {request.timeout} s",
+                provider=self.name,
+                model=model,
+            )
+            await self._emit_response_error(model, request_id, started, err)
+            raise err from exc
+        except LLMError as err:
+            await self._emit_response_error(model, request_id, started, err)
+            raise
+
+        response_event: dict[str, Any] = {
+            "provider": self.name,
+            "model": model,
+            "request_id": request_id,
+            "status": "ok",
+            "duration_ms": round((time.monotonic() - started) * 1000),
+            "usage": usage_payload(response.usage),
+            "finish_reason": response.finish_reason,
+        }
+        if cfg.raw:
+            response_event["raw"] = self._events.redact(response.model_dump(mode="json"))
+        await self._events.emit(ev.LLM_RESPONSE, response_event)
+        return response
+
+    async def _post_once(self, transport: Transport, content: bytes, model: str) -> ChatResponse:
+        try:
+            async with transport.post_stream(CHAT_PATH, content) as http_response:
+                raw = await http_response.aread()
+            body = self._parse_json_body(raw, model)
+            if isinstance(body, dict) and body.get("error") and not body.get("choices"):
+                raise InBandError(body)
+            assembler = ResponseAssembler()
+            assembler.feed_body(body)
+            return self._finish(assembler, model)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._map_exception(exc, model) from exc
+
+    async def _stream_once(
+        self,
+        transport: Transport,
+        content: bytes,
+        model: str,
+        emitter: StreamEmitter | None,
+    ) -> ChatResponse:
+        assembler = ResponseAssembler()
+        if emitter is not None:
+            emitter.new_attempt()
+        try:
+            async with transport.post_stream(CHAT_PATH, content) as http_response:
+                content_type = http_response.headers.get("content-type", "")
+                if "json" in content_type and "event-stream" not in content_type:
+                    # The server ignored stream=true and answered with one JSON body.
+                    body = self._parse_json_body(await http_response.aread(), model)
+                    if isinstance(body, dict) and body.get("error") and not body.get("choices"):
+                        raise InBandError(body)
+                    assembler.feed_body(body)
+                    return self._finish(assembler, model)
+                loads = json.loads
+                async for data in iter_sse_data(http_response.aiter_lines()):
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = loads(data)
+                    except ValueError:
+                        raise StreamError(
+                            f"the server sent a stream chunk that is not JSON: {data[:120]!r}",
+                            provider=self.name,
+                            model=model,
+                        ) from None
+                    block_events = assembler.feed_chunk(chunk)
+                    if block_events and emitter is not None:
+                        await emitter.emit(block_events)
+            if not assembler.saw_finish:
+                raise StreamError(
+                    "the stream ended before the server finished the response (no "
+                    "finish_reason): the reply is truncated, usually because the server "
+                    "failed or the connection dropped",
+                    provider=self.name,
+                    model=model,
+                )
+            closing = assembler.close()
+            if closing and emitter is not None:
+                await emitter.emit(closing)
+            return self._finish(assembler, model)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            err = exc if isinstance(exc, LLMError) else self._map_exception(exc, model)
+            if emitter is not None:
+                if emitter.emitted_delta:
+                    await emitter.aborted(err)
+                else:
+                    # Close blocks that started (a tool_use start) without deltas.
+                    await emitter.emit(assembler.close())
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _finish(self, assembler: ResponseAssembler, model: str) -> ChatResponse:
+        result = assembler.result()
+        return to_chat_response(result, provider_name=self.name, model=result.model or model)
+
+    def _parse_json_body(self, raw: bytes, model: str) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ProviderUnavailableError(
+                "the server answered 200 but the body is not JSON: "
+                f"{describe_body(raw.decode('utf-8', 'replace'))}",
+                provider=self.name,
+                model=model,
+                status_code=200,
+            ) from None
+
+    def _map_exception(self, exc: BaseException, model: str) -> LLMError:
+        if isinstance(exc, LLMError):
+            return exc
+        if isinstance(exc, InBandError):
+            return error_from_payload(exc.payload, provider=self.name, model=model)
+        if isinstance(exc, ArgumentsError):
+            return InvalidToolCallError(
+                str(exc),
+                tool_name=exc.tool_name,
+                raw_arguments=exc.raw,
+                provider=self.name,
+                model=model,
+            )
+        return error_from_exception(exc, provider=self.name, model=model, timeout=self.config.timeout)
+
+    # -- retries ----------------------------------------------------------------------
+
+    def _retry_config(self) -> RetryConfig:
+        cfg = self.config
+        return RetryConfig(
+            max_retries=cfg.max_retries,
+            initial_delay=cfg.min_retry_delay,
+            max_delay=cfg.max_retry_delay,
+        )
+
+    def _fail_fast_on_long_retry_after(self, err: LLMError) -> None:
+        """A Retry-After beyond max_retry_delay would stall the session: fail now."""
+        limit = self.config.max_retry_delay
+        if err.retryable and err.retry_after is not None and err.retry_after > limit:
+            err.retryable = False
+            err.args = (
+                f"{err} (the server asked to retry after {err.retry_after:g} s, longer "
+                f"than max_retry_delay {limit:g} s; raise max_retry_delay to wait)",
+            )
+
+    def _on_retry(self, model: str) -> Any:
+        async def on_retry(attempt: int, delay: float, err: LLMError) -> None:
+            # The kernel jitters around Retry-After; the server's value is a floor.
+            extra = (err.retry_after or 0.0) - delay
+            await self._events.emit(
+                ev.PROVIDER_RETRY,
+                {
+                    "provider": self.name,
+                    "model": model,
+                    "attempt": attempt,
+                    "max_retries": self.config.max_retries,
+                    "delay": max(delay, err.retry_after or 0.0),
+                    "retry_after": err.retry_after,
+                    "error_type": type(err).__name__,
+                    "error_message": str(err),
+                },
+            )
+            logger.info(
+                "[%s] retry %d/%d in %.1f s after %s: %s",
+                self.name,
+                attempt,
+                self.config.max_retries,
+                max(delay, err.retry_after or 0.0),
+                type(err).__name__,
+                err,
+            )
+            if extra > 0:
+                await asyncio.sleep(extra)
+
+        return on_retry
+
+    async def _emit_response_error(
+        self, model: str, request_id: str, started: float, err: LLMError
+    ) -> None:
+        await self._events.emit(
+            ev.LLM_RESPONSE,
+            {
+                "provider": self.name,
+                "model": model,
+                "request_id": request_id,
+                "status": "error",
+                "duration_ms": round((time.monotonic() - started) * 1000),
+                "usage": {},
+                "error": {"type": type(err).__name__, "msg": str(err)},
+            },
+        )

@@ -1,0 +1,99 @@
+"""HTTP I/O: the openai SDK over our own httpx client, raw bytes in and out.
+
+The SDK gives us auth, default headers and status-code errors; we skip its typed
+request/response models, which cost ~20x the CPU of reading the JSON ourselves
+(measured with openai 3.54: 84 vs 4 microseconds per streamed chunk, 137 vs 17 ms
+to send a 2 MB history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import openai
+from openai._constants import RAW_RESPONSE_HEADER
+
+from .config import ProviderConfig
+
+# Ask the SDK for the unread httpx.Response instead of a parsed model.
+_RAW = {RAW_RESPONSE_HEADER: "stream", "Content-Type": "application/json"}
+
+
+def build_http_client(cfg: ProviderConfig) -> httpx.AsyncClient:
+    # `timeout` bounds every wait for the server (connect, first byte, and the gap
+    # between stream chunks), never the length of a live generation.
+    timeout = httpx.Timeout(cfg.timeout)
+    limits = httpx.Limits(
+        max_connections=cfg.max_connections,
+        max_keepalive_connections=min(cfg.max_connections, 20),
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=cfg.verify)
+
+
+class Transport:
+    """One HTTP client per provider instance, shared by concurrent calls."""
+
+    def __init__(self, cfg: ProviderConfig) -> None:
+        self._http = build_http_client(cfg)
+        self._sdk = openai.AsyncOpenAI(
+            base_url=cfg.base_url,
+            api_key=cfg.api_key or "not-needed",
+            max_retries=0,  # retries belong to amplifier-core's retry_with_backoff
+            timeout=httpx.Timeout(cfg.timeout),
+            default_headers=dict(cfg.headers) or None,
+            http_client=self._http,
+        )
+        self.closed = False
+
+    @asynccontextmanager
+    async def post_stream(self, path: str, content: bytes) -> AsyncIterator[httpx.Response]:
+        """POST and yield the response with its body unread; always closes it."""
+        response: httpx.Response = await self._sdk.post(
+            path, cast_to=httpx.Response, content=content, options={"headers": _RAW}
+        )
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def get(self, path: str, *, timeout: float | None = None) -> httpx.Response:
+        """GET a path under base_url (or an absolute URL) with the body read.
+
+        Non-2xx statuses raise the SDK's APIStatusError, like POST.
+        """
+        options: dict[str, Any] = {"headers": {RAW_RESPONSE_HEADER: "stream"}}
+        if timeout is not None:
+            options["timeout"] = httpx.Timeout(timeout)
+        response: httpx.Response = await self._sdk.get(
+            path, cast_to=httpx.Response, options=options
+        )
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    def url(self, path: str) -> str:
+        return str(self._sdk.base_url).rstrip("/") + "/" + path.lstrip("/")
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self._http.aclose()
+
+
+def server_root(base_url: str) -> str:
+    """The server's root URL: base_url without a trailing /v1 (for /health, /props)."""
+    root = base_url.rstrip("/")
+    return root[:-3] if root.endswith("/v1") else root
+
+
+def response_headers(response: Any) -> dict[str, str]:
+    try:
+        return {k.lower(): v for k, v in response.headers.items()}
+    except Exception:
+        return {}
