@@ -1,14 +1,24 @@
-"""Tool-call argument parsing.
+"""Tool-call argument parsing and repair.
 
 Servers send arguments as a JSON string (the spec), as a JSON object (TGI, the Amazon
-server, some llama.cpp builds), or not at all. Small local models also emit broken JSON;
-the salvage work extends `parse_arguments` to repair it.
+server, some llama.cpp builds), or not at all. Small local models also emit broken JSON:
+trailing commas, single quotes, unquoted keys, Python literals, raw newlines in strings,
+objects cut by max_tokens, code fences, JSON encoded twice, prose around the object.
+
+Strategy: plain `json.loads` first (the hot path, and what well-behaved servers send);
+only on failure do we unwrap (fences, prose, double encoding) and hand the object text
+to the `json_repair` library. A repair result is accepted only when it is a dict that
+did not drop all of the content, so text that is not JSON at all stays an error.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Collection
 from typing import Any
+
+import json_repair
 
 
 class ArgumentsError(ValueError):
@@ -21,6 +31,17 @@ class ArgumentsError(ValueError):
         super().__init__(f"tool call {tool_name!r} has invalid arguments ({reason}): {snippet!r}")
 
 
+class UnrepairableJSON(ValueError):
+    """Text that neither parses nor repairs into a JSON value of the wanted kind."""
+
+
+# A fenced block anywhere in the text; the closing fence may be missing (cut by max_tokens).
+_FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
+# Double encoding is followed at most this deep; deeper nesting is not a real pattern.
+_MAX_UNWRAP = 2
+_DECODER = json.JSONDecoder()
+
+
 def parse_arguments(raw: Any, tool_name: str) -> dict[str, Any]:
     """Return the arguments of one tool call as a dict, or raise ArgumentsError."""
     if raw is None:
@@ -28,13 +49,161 @@ def parse_arguments(raw: Any, tool_name: str) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     if not isinstance(raw, str):
-        raise ArgumentsError(tool_name, repr(raw), f"expected a JSON string, got {type(raw).__name__}")
+        raise ArgumentsError(
+            tool_name, repr(raw), f"expected a JSON string, got {type(raw).__name__}"
+        )
     if not raw.strip():
         return {}
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ArgumentsError(tool_name, raw, f"not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise ArgumentsError(tool_name, raw, f"expected a JSON object, got {type(value).__name__}")
+        first_error = f"not valid JSON: {exc.msg}"
+    else:
+        if isinstance(value, dict):
+            return value
+        if not isinstance(value, str):
+            raise ArgumentsError(
+                tool_name, raw, f"expected a JSON object, got {type(value).__name__}"
+            )
+        # A JSON string: the object was encoded twice.
+        first_error = "expected a JSON object, got str"
+    try:
+        return load_object(raw)
+    except UnrepairableJSON:
+        raise ArgumentsError(tool_name, raw, first_error) from None
+
+
+def load_object(text: str) -> dict[str, Any]:
+    """Parse or repair `text` into a dict; raise UnrepairableJSON when that is not possible."""
+    value = _salvage(text, want_object=True, depth=0)
+    assert isinstance(value, dict)
     return value
+
+
+def load_lenient(text: str) -> Any:
+    """Parse or repair `text` into an object or array; raise UnrepairableJSON otherwise."""
+    return _salvage(text, want_object=False, depth=0)
+
+
+def _salvage(text: str, *, want_object: bool, depth: int) -> Any:
+    text = text.strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    else:
+        return _accept(value, text, want_object=want_object, depth=depth)
+
+    if text[:1] not in ("{", "["):
+        # Only a fence that comes before the JSON: a fence inside a string value (a file's
+        # markdown content) must not be mistaken for a wrapper.
+        fenced = _FENCE.search(text)
+        brace = text.find("{")
+        if fenced is not None and fenced.group(1).strip() and (brace < 0 or fenced.start() < brace):
+            text = fenced.group(1).strip()
+
+    if text.startswith('"') and depth < _MAX_UNWRAP:
+        # A (possibly broken) JSON string holding the object: decode it, then go again.
+        inner = json_repair.loads(text, skip_json_loads=True)
+        if isinstance(inner, str) and inner.strip():
+            return _salvage(inner, want_object=want_object, depth=depth + 1)
+
+    start = _first_container(text, want_object=want_object)
+    if start is None:
+        raise UnrepairableJSON("no JSON object in the text")
+    candidate = text[start:]
+
+    # Valid JSON followed by prose: cheap and exact, no repair needed.
+    try:
+        value, _ = _DECODER.raw_decode(candidate)
+    except json.JSONDecodeError:
+        pass
+    else:
+        if isinstance(value, dict | list):
+            return _accept(value, candidate, want_object=want_object, depth=depth)
+
+    value = json_repair.loads(candidate, skip_json_loads=True)
+    if isinstance(value, list) and candidate[0] == "{":
+        # The library read several values (object plus trailing prose or a second
+        # object); retry on just the first balanced object.
+        end = balanced_end(candidate, 0)
+        if end is not None:
+            value = json_repair.loads(candidate[:end], skip_json_loads=True)
+    return _accept(value, candidate, want_object=want_object, depth=depth)
+
+
+def _accept(value: Any, source: str, *, want_object: bool, depth: int) -> Any:
+    if isinstance(value, str) and depth < _MAX_UNWRAP and value.strip()[:1] in ("{", "["):
+        return _salvage(value, want_object=want_object, depth=depth + 1)
+    if want_object and not isinstance(value, dict):
+        raise UnrepairableJSON(f"expected a JSON object, got {type(value).__name__}")
+    if not want_object and not isinstance(value, dict | list):
+        raise UnrepairableJSON(f"expected a JSON object or array, got {type(value).__name__}")
+    if not value and any(ch.isalnum() for ch in source):
+        # The repair threw everything away: that is not what the model meant.
+        raise UnrepairableJSON("repair dropped all content")
+    return value
+
+
+def _first_container(text: str, *, want_object: bool) -> int | None:
+    brace = text.find("{")
+    if want_object:
+        return None if brace < 0 else brace
+    bracket = text.find("[")
+    found = [i for i in (brace, bracket) if i >= 0]
+    return min(found) if found else None
+
+
+def balanced_end(text: str, start: int) -> int | None:
+    """Index just past the object/array opening at `start`, or None if it never closes.
+
+    Tracks double-quoted strings with escapes; single-quoted strings are not tracked
+    (an apostrophe in prose would otherwise swallow the rest of the text).
+    """
+    depth = 0
+    in_string = False
+    escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+# Namespaces models put in front of a function name (OpenAI's prompt format says
+# `functions.name`; some fine-tunes copy it or invent a neighbour).
+_NAME_PREFIXES = ("functions.", "function.", "tools.", "tool.")
+
+
+def canonical_tool_name(name: str, offered: Collection[str]) -> str:
+    """Map a near-miss of an offered tool name (case, `functions.` prefix) onto it.
+
+    Names that match no offered tool exactly or unambiguously are returned unchanged,
+    so the orchestrator can still report an unknown tool to the model.
+    """
+    if name in offered:
+        return name
+    candidate = name.strip()
+    lowered = candidate.lower()
+    for prefix in _NAME_PREFIXES:
+        if lowered.startswith(prefix):
+            candidate = candidate[len(prefix) :]
+            break
+    if candidate in offered:
+        return candidate
+    folded = [tool for tool in offered if tool.casefold() == candidate.casefold()]
+    # Two offered tools differing only in case: guessing would pick the wrong one.
+    return folded[0] if len(folded) == 1 else name

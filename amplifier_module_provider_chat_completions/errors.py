@@ -1,0 +1,517 @@
+"""HTTP failures, in-band stream errors and transport exceptions -> amplifier_core.llm_errors.
+
+Every server in docs/SERVERS.md has its own error body shape; `describe_body` turns all of
+them (and HTML gateway pages) into one readable line. Classification is by status first,
+then by well-known message text that overrides the status (a context overflow is never
+worth retrying, and llama.cpp reports some client mistakes as HTTP 500).
+
+Messages never contain request headers or the API key: callers may pass `api_key=` and it is
+scrubbed from anything the server echoed back, together with Bearer tokens and sk- keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import html
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from amplifier_core.llm_errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    ContextLengthError,
+    InvalidRequestError,
+    LLMError,
+    LLMTimeoutError,
+    NetworkError,
+    NotFoundError,
+    ProviderUnavailableError,
+    QuotaExceededError,
+    RateLimitError,
+    StreamError,
+)
+
+try:  # the openai SDK 3.x runs on httpx2; our own client may be plain httpx
+    import httpx2
+except ImportError:  # pragma: no cover - httpx2 comes with openai
+    httpx2 = None  # type: ignore[assignment]
+
+try:
+    import openai
+except ImportError:  # pragma: no cover - openai is a hard dependency
+    openai = None  # type: ignore[assignment]
+
+MAX_DETAIL = 300
+
+# Context-overflow messages, matched case-insensitively against the raw body text.
+# (server, pattern) - keep one row per server message so new ones are easy to add.
+CONTEXT_OVERFLOW_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (server, re.compile(pattern, re.IGNORECASE))
+    for server, pattern in (
+        # llama.cpp 400, type exceed_context_size_error, with n_prompt_tokens / n_ctx
+        ("llama.cpp", r"exceed_context_size_error"),
+        ("llama.cpp", r"exceeds the available context size"),
+        # older llama.cpp builds
+        ("llama.cpp", r"input is (too large|larger than the max context size)"),
+        # vLLM 400 / OpenAI
+        ("vLLM", r"maximum context length is \d+ tokens"),
+        ("OpenAI", r"context_length_exceeded"),
+        # SGLang
+        ("SGLang", r"is longer than the model'?s context length"),
+        # TGI 422
+        ("TGI", r"`?inputs`? tokens \+ `?max_new_tokens`? must be <="),
+        ("TGI", r"input validation error: `?inputs`? must have less than"),
+        # LM Studio
+        ("LM Studio", r"tokens to keep from the initial prompt is greater than the context length"),
+        # LiteLLM proxy (class name of its exception)
+        ("LiteLLM", r"ContextWindowExceeded"),
+        # generic wording used by several OpenAI-compatible proxies
+        ("generic", r"(prompt|input) is too long"),
+        ("generic", r"context (window|length) (exceeded|overflow)"),
+    )
+)
+
+_ROLES_ALTERNATE = re.compile(r"roles must alternate", re.IGNORECASE)
+_UNSUPPORTED_TOOLS = re.compile(r"unsupported param:\s*tools", re.IGNORECASE)
+_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
+_RATE_TEXT = re.compile(r"rate.?limit|too many requests|model is overloaded", re.IGNORECASE)
+# In-band errors with no status: these words mean the request itself is at fault.
+_PERMANENT_TEXT = re.compile(
+    r"tool|invalid|validation|schema|unsupported|not supported|bad request|template|parse",
+    re.IGNORECASE,
+)
+_SECRET_PATTERNS = (
+    re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"),
+)
+
+
+def is_context_overflow(text: str) -> bool:
+    """True when `text` is one of the known "prompt does not fit" messages."""
+    return any(pattern.search(text) for _, pattern in CONTEXT_OVERFLOW_PATTERNS)
+
+
+def _cap(text: str, limit: int = MAX_DETAIL) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _scrub(text: str, api_key: str | None) -> str:
+    if api_key and len(api_key) >= 4 and api_key != "not-needed":
+        text = text.replace(api_key, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text
+
+
+def _compact(obj: object) -> str:
+    try:
+        return json.dumps(obj, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return repr(obj)
+
+
+def _describe_detail(detail: object) -> str:
+    """FastAPI `detail`: a string, or a list of {loc, msg} validation entries."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts: list[str] = []
+        for item in detail:
+            if isinstance(item, Mapping):
+                loc = item.get("loc")
+                msg = item.get("msg") or item.get("message") or _compact(item)
+                where = ".".join(str(p) for p in loc) if isinstance(loc, list | tuple) else ""
+                parts.append(f"{where}: {msg}" if where else str(msg))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    if isinstance(detail, Mapping):
+        return _describe_json(detail)
+    return _compact(detail)
+
+
+def _describe_json(obj: object) -> str:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, list):
+        return _describe_json(obj[0]) if obj else ""
+    if not isinstance(obj, Mapping):
+        return _compact(obj)
+    error = obj.get("error")
+    if isinstance(error, Mapping):
+        message = error.get("message") or error.get("msg") or error.get("detail")
+        if isinstance(message, str) and message.strip():
+            return message
+        if message is not None:
+            return _describe_detail(message)
+        label = error.get("type") or error.get("code")
+        return str(label) if label else _compact(error)
+    if isinstance(error, str) and error.strip():
+        return error  # {"error": "Unauthorized"}, TGI {"error": ..., "error_type": ...}
+    message = obj.get("message")
+    if isinstance(message, str) and message.strip():
+        return message  # SGLang / old vLLM {"object": "error", "message": ...}
+    if "detail" in obj:
+        return _describe_detail(obj["detail"])
+    return _compact(obj)
+
+
+def _describe_html(text: str) -> str:
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title and title.group(1).strip():
+        return html.unescape(title.group(1))
+    body = re.sub(r"<(script|style|head)[^>]*>.*?</\1>", " ", text, flags=re.I | re.S)
+    body = re.sub(r"<[^>]+>", " ", body)
+    return html.unescape(body)
+
+
+def describe_body(body_text: str) -> str:
+    """One readable line (<= ~300 chars) from any error body; "" for an empty body."""
+    text = (body_text or "").strip()
+    if not text:
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    else:
+        return _cap(_describe_json(parsed))
+    if text.startswith("<") or re.search(r"<(html|body|h1)\b", text, re.IGNORECASE):
+        return _cap(_describe_html(text))
+    return _cap(text)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
+    lowered: dict[str, str] = {}
+    try:
+        for key, value in headers.items():
+            if isinstance(key, str) and isinstance(value, str):
+                lowered[key.lower()] = value.strip()
+    except Exception:
+        return None
+    millis = lowered.get("retry-after-ms")
+    if millis:
+        try:
+            value = float(millis) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = lowered.get("retry-after")
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _classify(
+    status: int | None,
+    detail: str,
+    raw: str,
+    retry_after: float | None,
+    *,
+    provider: str,
+    model: str | None,
+    where: str,
+) -> LLMError:
+    """Shared status + text rules for HTTP responses and in-band errors."""
+    detail = detail or "no error details"
+    kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}
+
+    def msg(hint: str = "") -> str:
+        return f"{detail} ({where}){'; ' + hint if hint else ''}"
+
+    text = f"{detail}\n{raw}"
+    failed = status is None or status >= 400
+    # Text rules first: these override the status (llama.cpp answers 500 for both).
+    if failed and _ROLES_ALTERNATE.search(text):
+        hint = "the model's chat template requires strictly alternating user/assistant turns"
+        return InvalidRequestError(msg(hint), **kw)
+    if failed and _UNSUPPORTED_TOOLS.search(text):
+        hint = "start llama-server with --jinja to enable tool calling"
+        return InvalidRequestError(msg(hint), **kw)
+    if failed and status not in (401, 403, 404, 429) and is_context_overflow(text):
+        hint = "the conversation does not fit the model's context window"
+        return ContextLengthError(msg(hint), **kw)
+
+    if status is None:
+        if _RATE_TEXT.search(text):
+            return RateLimitError(msg(), retry_after=retry_after, **kw)
+        retryable = not _PERMANENT_TEXT.search(text)
+        return ProviderUnavailableError(msg(), retryable=retryable, retry_after=retry_after, **kw)
+    if status == 401:
+        return AuthenticationError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)
+    if status == 403:
+        # The Amazon server answers 403 for a missing or wrong key, so name the key too.
+        return AccessDeniedError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)
+    if status == 404:
+        hint = "check that base_url ends with /v1 (e.g. http://host:8080/v1)" + (
+            f" and that model {model!r} exists on the server" if model else ""
+        )
+        return NotFoundError(msg(hint), **kw)
+    if status == 408:
+        # A gateway's request timeout: transient like any other timeout.
+        return LLMTimeoutError(msg(), retry_after=retry_after, **kw)
+    if status == 429:
+        if _QUOTA.search(text):
+            return QuotaExceededError(msg(), retry_after=retry_after, **kw)
+        return RateLimitError(msg(), retry_after=retry_after, **kw)
+    if status == 413:
+        hint = "the request body is too large for the server or a proxy in front of it"
+        return InvalidRequestError(msg(hint), **kw)
+    if 400 <= status < 500:
+        return InvalidRequestError(msg(), **kw)
+    if 500 <= status < 600:
+        # 501: the server does not implement this; waiting will not change that.
+        retryable = status != 501
+        return ProviderUnavailableError(
+            msg(), retryable=retryable, retry_after=retry_after if retryable else None, **kw
+        )
+    return LLMError(msg(), **kw)
+
+
+def error_from_response(
+    status: int,
+    body_text: str,
+    headers: Mapping[str, str],
+    *,
+    provider: str,
+    model: str | None,
+    api_key: str | None = None,
+) -> LLMError:
+    """Map one failed HTTP response (status, body, headers) to a kernel LLMError."""
+    body_text = body_text if isinstance(body_text, str) else ""
+    detail = _scrub(describe_body(body_text), api_key)
+    return _classify(
+        status,
+        detail,
+        body_text[:20000],
+        parse_retry_after(headers),
+        provider=provider,
+        model=model,
+        where=f"HTTP {status} from {provider}",
+    )
+
+
+def _payload_status(payload: object) -> int | None:
+    candidates: list[object] = []
+    if isinstance(payload, Mapping):
+        error = payload.get("error")
+        for source in (error, payload):
+            if isinstance(source, Mapping):
+                for key in ("http_status_code", "status_code", "status", "code"):
+                    candidates.append(source.get(key))
+    for value in candidates:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and 400 <= value <= 599:
+            return value
+    return None
+
+
+def error_from_payload(
+    payload: object, *, provider: str, model: str | None, api_key: str | None = None
+) -> LLMError:
+    """Map an in-band stream error (`{"error": {...}}` or `{"error": "text"}`).
+
+    With an HTTP-like status in the payload (`http_status_code`, `status`, an integer
+    `code`) the rules of error_from_response apply. Without one, a context overflow is
+    still ContextLengthError, rate-limit wording is RateLimitError, and everything else is
+    ProviderUnavailableError: non-retryable when the text blames the request (tool, invalid,
+    validation, schema, ...), retryable otherwise (the server hiccupped mid-stream).
+    """
+    raw = _compact(payload)
+    detail = _scrub(_cap(_describe_json(payload)), api_key)
+    status = _payload_status(payload)
+    where = f"in-stream error{f' {status}' if status else ''} from {provider}"
+    return _classify(status, detail, raw, None, provider=provider, model=model, where=where)
+
+
+# ------------------------------------------------------------------ transport exceptions
+
+
+def _timeout_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [httpx.TimeoutException, TimeoutError, asyncio.TimeoutError]
+    if httpx2 is not None:
+        types.append(httpx2.TimeoutException)
+    return tuple(types)
+
+
+def _transport_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [httpx.TransportError]
+    if httpx2 is not None:
+        types.append(httpx2.TransportError)
+    return tuple(types)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _timeout_error(
+    exc: BaseException, *, provider: str, model: str | None, timeout: float | None
+) -> LLMError:
+    name = type(exc).__name__
+    limit = f"{timeout:g} s" if timeout else "the configured time"
+    if name == "ConnectTimeout":
+        text = f"could not connect to the server within {limit}; is it running and reachable?"
+    elif name == "PoolTimeout":
+        text = f"no free HTTP connection within {limit}; raise max_connections"
+    else:
+        text = f"no data from server for {limit}; raise `timeout` if the model is slow to start"
+    return LLMTimeoutError(f"{text} ({provider})", provider=provider, model=model)
+
+
+def _network_error(
+    exc: BaseException,
+    *,
+    provider: str,
+    model: str | None,
+    api_key: str | None,
+    streaming_started: bool,
+) -> LLMError:
+    name = type(exc).__name__
+    detail = _scrub(_cap(str(exc)), api_key) or name
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        detail += "; set verify to a CA bundle path (or false for a trusted local server)"
+    elif name == "ConnectError":
+        detail = f"could not connect: {detail}; is the server running? check base_url"
+    elif name == "RemoteProtocolError":
+        detail = f"server closed the connection mid-response: {detail}"
+    else:
+        detail = f"{name}: {detail}"
+    cls = StreamError if streaming_started else NetworkError
+    return cls(f"{detail} ({provider})", provider=provider, model=model)
+
+
+def _status_error_body(exc: Any) -> str:
+    try:
+        text = exc.response.text  # raises when the response was never read or is closed
+        if isinstance(text, str) and text.strip():
+            return text
+    except Exception:
+        pass
+    body = getattr(exc, "body", None)
+    if isinstance(body, str) and body.strip():
+        return body
+    if body is not None:
+        # The SDK stores body["error"] when present; re-wrap so describe_body reads it.
+        if isinstance(body, Mapping) and "message" in body and "object" not in body:
+            return _compact({"error": body})
+        return _compact(body)
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, str) else ""
+
+
+def _status_error_headers(exc: Any) -> Mapping[str, str]:
+    try:
+        return dict(exc.response.headers.items())
+    except Exception:
+        return {}
+
+
+def error_from_exception(
+    exc: BaseException,
+    *,
+    provider: str,
+    model: str | None,
+    timeout: float | None,
+    api_key: str | None = None,
+    streaming_started: bool = False,
+) -> LLMError:
+    """Map an httpx/httpx2/openai/asyncio exception to an LLMError with __cause__ set.
+
+    `streaming_started=True` turns connection failures into StreamError (the response had
+    begun; the kernel retries those as interrupted streams).
+    """
+    err: LLMError
+    if isinstance(exc, LLMError):
+        return exc
+    if openai is not None and isinstance(exc, openai.APIStatusError):
+        err = error_from_response(
+            int(exc.status_code),
+            _status_error_body(exc),
+            _status_error_headers(exc),
+            provider=provider,
+            model=model,
+            api_key=api_key,
+        )
+    elif openai is not None and isinstance(exc, openai.APITimeoutError):
+        inner = next((e for e in _chain(exc)[1:] if isinstance(e, _timeout_types())), exc)
+        err = _timeout_error(inner, provider=provider, model=model, timeout=timeout)
+    elif openai is not None and isinstance(exc, openai.APIConnectionError):
+        # The SDK wraps the real httpx error; a read timeout inside is still a timeout.
+        chain = _chain(exc)[1:]
+        inner_timeout = next((e for e in chain if isinstance(e, _timeout_types())), None)
+        inner = next((e for e in chain if isinstance(e, _transport_types())), None)
+        if inner_timeout is not None:
+            err = _timeout_error(inner_timeout, provider=provider, model=model, timeout=timeout)
+        else:
+            err = _network_error(
+                inner or exc,
+                provider=provider,
+                model=model,
+                api_key=api_key,
+                streaming_started=streaming_started,
+            )
+    elif isinstance(exc, _timeout_types()):
+        err = _timeout_error(exc, provider=provider, model=model, timeout=timeout)
+    elif isinstance(exc, _transport_types()):
+        err = _network_error(
+            exc,
+            provider=provider,
+            model=model,
+            api_key=api_key,
+            streaming_started=streaming_started,
+        )
+    elif isinstance(getattr(exc, "response", None), httpx.Response | _httpx2_response()):
+        response: Any = exc.response  # httpx.HTTPStatusError from raise_for_status()
+        try:
+            body = response.text
+        except Exception:
+            body = ""
+        err = error_from_response(
+            response.status_code,
+            body,
+            _status_error_headers(exc),
+            provider=provider,
+            model=model,
+            api_key=api_key,
+        )
+    else:
+        detail = _scrub(_cap(str(exc)), api_key)
+        err = LLMError(
+            f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__,
+            provider=provider,
+            model=model,
+        )
+    err.__cause__ = exc
+    return err
+
+
+def _httpx2_response() -> type:
+    return httpx2.Response if httpx2 is not None else httpx.Response
