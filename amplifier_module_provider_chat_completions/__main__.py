@@ -1,6 +1,6 @@
 """Command line: `chat` sends one prompt through the real mount() path.
 
-    python -m amplifier_module_provider_chat_completions chat --base-url URL "prompt"
+python -m amplifier_module_provider_chat_completions chat --base-url URL "prompt"
 """
 
 from __future__ import annotations
@@ -97,9 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="send one prompt and stream the reply")
     chat.add_argument("prompt")
-    chat.add_argument(
-        "--base-url", default=None, help="e.g. http://localhost:8080/v1 (or env)"
-    )
+    chat.add_argument("--base-url", default=None, help="e.g. http://localhost:8080/v1 (or env)")
     chat.add_argument("--api-key", default=None, help="or env CHAT_COMPLETIONS_API_KEY")
     chat.add_argument("--model", default=None)
     chat.add_argument("--max-tokens", type=int, default=None)

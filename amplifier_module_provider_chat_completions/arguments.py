@@ -39,7 +39,7 @@ class UnrepairableJSON(ValueError):
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
 # Double encoding is followed at most this deep; deeper nesting is not a real pattern.
 _MAX_UNWRAP = 2
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(strict=False)
 
 
 def parse_arguments(raw: Any, tool_name: str) -> dict[str, Any]:
@@ -88,7 +88,9 @@ def load_lenient(text: str) -> Any:
 def _salvage(text: str, *, want_object: bool, depth: int) -> Any:
     text = text.strip()
     try:
-        value = json.loads(text)
+        # strict=False admits raw newlines and tabs inside strings, the most common fault,
+        # and keeps them exactly (the repair library may trim them).
+        value = json.loads(text, strict=False)
     except json.JSONDecodeError:
         pass
     else:

@@ -238,14 +238,15 @@ def _to_stop(key: str, value: object) -> list[str] | None:
 
 
 def _to_mapping(key: str, value: object, hint: str) -> dict[str, Any]:
+    parsed = value
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            parsed = json.loads(value)
         except ValueError:
             raise _fail(key, value, f"a mapping or a JSON object string, e.g. {hint}") from None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+    if not isinstance(parsed, Mapping) or not all(isinstance(k, str) for k in parsed):
         raise _fail(key, value, f"a mapping with string keys, e.g. {hint}")
-    return dict(value)
+    return dict(parsed)
 
 
 def _to_headers(key: str, value: object) -> dict[str, str]:
@@ -331,7 +332,7 @@ def _to_base_url(key: str, value: object) -> str:
             key,
             shown,
             "a URL starting with http:// or https://",
-            f"e.g. set base_url to http://{url.split('://')[-1]}",
+            f"e.g. set base_url to http://{shown.split('://')[-1]}",
         )
     if not host_ok:
         raise _fail(key, shown, "a URL with a host, e.g. http://localhost:8080/v1")
@@ -421,15 +422,20 @@ def resolve_base_url(
 
 
 def parse_config(
-    config: Mapping[str, Any] | None, env: Mapping[str, str] | None = None
+    config: Mapping[str, Any] | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_base_url: bool = True,
 ) -> ProviderConfig:
     """Validate and normalize mount settings; raise ConfigurationError on any bad value.
 
     `model` is an alias of `default_model`; when both are given and differ,
-    `default_model` wins (it is the documented name).
+    `default_model` wins (it is the documented name). With `require_base_url=False` a
+    missing base_url gives `base_url=""` instead of an error (the host may build the
+    provider without settings just to call get_info()); a present one is still validated.
     """
     try:
-        return _parse(config, os.environ if env is None else env)
+        return _parse(config, os.environ if env is None else env, require_base_url)
     except ConfigurationError:
         raise
     except Exception as exc:  # a fuzzed Mapping whose methods raise, etc.
@@ -439,7 +445,9 @@ def parse_config(
         ) from exc
 
 
-def _parse(config: Mapping[str, Any] | None, env: Mapping[str, str]) -> ProviderConfig:
+def _parse(
+    config: Mapping[str, Any] | None, env: Mapping[str, str], require_base_url: bool
+) -> ProviderConfig:
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
@@ -465,7 +473,9 @@ def _parse(config: Mapping[str, Any] | None, env: Mapping[str, str]) -> Provider
             continue  # dataclass default
         values[spec.name] = _PARSERS[spec.name](spec.name, value)
 
-    if "base_url" not in values:
+    if "base_url" not in values and not require_base_url:
+        values["base_url"] = ""
+    elif "base_url" not in values:
         raise ConfigurationError(
             "provider config base_url is not set: set base_url in the provider config or the "
             f"{ENV_BASE_URL} environment variable (e.g. http://localhost:8080/v1)"

@@ -205,7 +205,9 @@ class ChatCompletionsProvider:
             request_event["raw"] = self._events.redact(body)
         await self._events.emit(ev.LLM_REQUEST, request_event)
 
-        emitter = StreamEmitter(self._events, request_id) if stream and self._events.active else None
+        emitter = (
+            StreamEmitter(self._events, request_id) if stream and self._events.active else None
+        )
 
         async def attempt() -> ChatResponse:
             try:
@@ -273,6 +275,7 @@ class ChatCompletionsProvider:
         assembler = ResponseAssembler()
         if emitter is not None:
             emitter.new_attempt()
+        got_chunk = False  # a drop after the first chunk is a StreamError, not NetworkError
         try:
             async with transport.post_stream(CHAT_PATH, content) as http_response:
                 content_type = http_response.headers.get("content-type", "")
@@ -295,6 +298,7 @@ class ChatCompletionsProvider:
                             provider=self.name,
                             model=model,
                         ) from None
+                    got_chunk = True
                     block_events = assembler.feed_chunk(chunk)
                     if block_events and emitter is not None:
                         await emitter.emit(block_events)
@@ -313,7 +317,11 @@ class ChatCompletionsProvider:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            err = exc if isinstance(exc, LLMError) else self._map_exception(exc, model)
+            err = (
+                exc
+                if isinstance(exc, LLMError)
+                else self._map_exception(exc, model, streaming_started=got_chunk)
+            )
             if emitter is not None:
                 if emitter.emitted_delta:
                     await emitter.aborted(err)
@@ -340,11 +348,14 @@ class ChatCompletionsProvider:
                 status_code=200,
             ) from None
 
-    def _map_exception(self, exc: BaseException, model: str) -> LLMError:
+    def _map_exception(
+        self, exc: BaseException, model: str, *, streaming_started: bool = False
+    ) -> LLMError:
         if isinstance(exc, LLMError):
             return exc
+        api_key = self.config.api_key
         if isinstance(exc, InBandError):
-            return error_from_payload(exc.payload, provider=self.name, model=model)
+            return error_from_payload(exc.payload, provider=self.name, model=model, api_key=api_key)
         if isinstance(exc, ArgumentsError):
             return InvalidToolCallError(
                 str(exc),
@@ -353,7 +364,14 @@ class ChatCompletionsProvider:
                 provider=self.name,
                 model=model,
             )
-        return error_from_exception(exc, provider=self.name, model=model, timeout=self.config.timeout)
+        return error_from_exception(
+            exc,
+            provider=self.name,
+            model=model,
+            timeout=self.config.timeout,
+            api_key=api_key,
+            streaming_started=streaming_started,
+        )
 
     # -- retries ----------------------------------------------------------------------
 

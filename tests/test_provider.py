@@ -140,7 +140,11 @@ async def test_list_models_context_windows(coordinator):
         json={
             "data": [
                 {"id": "qwen", "owned_by": "vllm", "max_model_len": 32768},
-                {"id": "tiny", "owned_by": "llamacpp", "meta": {"n_ctx": 4096, "n_ctx_train": 131072}},
+                {
+                    "id": "tiny",
+                    "owned_by": "llamacpp",
+                    "meta": {"n_ctx": 4096, "n_ctx_train": 131072},
+                },
                 {"id": "other"},
             ]
         },
@@ -264,7 +268,11 @@ async def test_unparseable_tool_arguments_fail_once_without_retry(coordinator):
         json=completion(
             None,
             tool_calls=[
-                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "hello there"}}
+                {
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": "hello there"},
+                }
             ],
             finish_reason="tool_calls",
         ),
@@ -414,7 +422,14 @@ async def test_429_retries_with_event_then_succeeds(coordinator):
     assert response.text == "ok" and route.call_count == 2
     (retry,) = coordinator.hooks.named("provider:retry")
     assert retry["attempt"] == 1 and retry["error_type"] == "RateLimitError"
-    assert set(retry) >= {"provider", "model", "max_retries", "delay", "retry_after", "error_message"}
+    assert set(retry) >= {
+        "provider",
+        "model",
+        "max_retries",
+        "delay",
+        "retry_after",
+        "error_message",
+    }
 
 
 @respx.mock

@@ -24,7 +24,10 @@ def test_amplifier_core_validate_provider_passes():
     exe = shutil.which("amplifier-core", path=str(Path(sys.executable).parent))
     assert exe, "amplifier-core console script missing from the venv"
     result = run(
-        exe, "validate", "provider", str(PACKAGE),
+        exe,
+        "validate",
+        "provider",
+        str(PACKAGE),
         env={"CHAT_COMPLETIONS_BASE_URL": "http://127.0.0.1:9/v1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,511 @@
+"""Amplifier messages and ChatRequest -> Chat Completions wire body (pure, no I/O).
+
+Everything is read by attribute (or key, for dict-shaped blocks) instead of through
+`model_dump()`: a long history is converted on every turn, and dumping pydantic models
+for a 2 MB conversation costs far more than reading the few fields we need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from amplifier_core.message_models import ChatRequest, Message
+
+__all__ = [
+    "CONTEXT_FILE_CLOSE",
+    "CONTEXT_FILE_OPEN",
+    "BodyDefaults",
+    "ConversionError",
+    "build_request_body",
+    "dumps_body",
+    "messages_to_wire",
+    "serialize_tool_output",
+    "tool_arguments_json",
+]
+
+CONTEXT_FILE_OPEN = "<context_file>\n"
+CONTEXT_FILE_CLOSE = "\n</context_file>"
+
+_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+_TOOL_CHOICE_KEYWORDS = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
+# OpenAI's json_schema name rule; other servers accept anything, so it is safe everywhere.
+_SCHEMA_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
+_THINKING_TYPES = frozenset({"thinking", "redacted_thinking", "reasoning"})
+
+
+class ConversionError(ValueError):
+    """A message that cannot be expressed on the wire; `index` is its position in the input."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(f"cannot convert message {index}: {reason}")
+
+
+class BodyDefaults(Protocol):
+    """Provider-level defaults; ProviderConfig satisfies this structurally."""
+
+    @property
+    def default_model(self) -> str | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def stop(self) -> Sequence[str] | str | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def parallel_tool_calls(self) -> bool | None: ...
+    @property
+    def extra_body(self) -> Mapping[str, Any] | None: ...
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+
+
+def _get(obj: Any, name: str) -> Any:
+    """Read a field from a pydantic model or a plain dict (hostile input may be either)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _clean(text: str) -> str:
+    """Make `text` encodable as UTF-8.
+
+    Lone surrogates (from broken tool output or decoding with surrogateescape) make the
+    final `.encode("utf-8")` raise; real pairs are rejoined, lone halves become U+FFFD.
+    """
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _json_default(value: Any) -> Any:
+    """json.dumps fallback: structured data stays structured, never a Python repr."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def serialize_tool_output(output: Any) -> str:
+    """Tool result content: strings as they are, everything else as JSON."""
+    if isinstance(output, str):
+        return _clean(output)
+    return _clean(json.dumps(output, ensure_ascii=False, default=_json_default))
+
+
+def tool_arguments_json(arguments: Any) -> str:
+    """Arguments sent back in history must be a JSON string (Ollama 400s on an object,
+    llama.cpp 500s on invalid JSON)."""
+    if arguments is None:
+        return "{}"
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            return "{}"
+        try:
+            json.loads(arguments)
+        except ValueError:
+            return _clean(_dumps(arguments))
+        return _clean(arguments)
+    return _clean(_dumps(arguments))
+
+
+def _image_url(source: Any) -> str | None:
+    if not isinstance(source, Mapping):
+        return None
+    kind = source.get("type")
+    if kind == "base64" or (kind is None and source.get("data")):
+        data = source.get("data")
+        if not isinstance(data, str) or not data:
+            return None
+        if data.startswith("data:"):
+            return data
+        media_type = source.get("media_type") or "image/png"
+        return f"data:{media_type};base64,{data}"
+    url = source.get("url")
+    if isinstance(url, str) and url:
+        return url
+    return None
+
+
+# ---------------------------------------------------------------------------
+# messages
+
+
+class _Parts:
+    """Collected user-visible content of one message, split by kind, order preserved."""
+
+    __slots__ = ("has_image", "items", "results")
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []  # text and image_url parts in block order
+        self.results: list[dict[str, Any]] = []  # wire tool messages
+        self.has_image = False
+
+    def text(self) -> str:
+        return "\n".join(p["text"] for p in self.items if p["type"] == "text")
+
+    def content(self) -> str | list[dict[str, Any]]:
+        # Plain string unless an image forces content parts: every server takes strings.
+        if self.has_image:
+            return self.items
+        return self.text()
+
+
+def _result_message(index: int, call_id: Any, output: Any) -> dict[str, Any]:
+    if not isinstance(call_id, str) or not call_id:
+        raise ConversionError(index, "tool result has no tool_call_id")
+    return {
+        "role": "tool",
+        "tool_call_id": _clean(call_id),
+        "content": serialize_tool_output(output),
+    }
+
+
+def _collect(index: int, blocks: Sequence[Any]) -> _Parts:
+    parts = _Parts()
+    for block in blocks:
+        if block is None:
+            continue
+        kind = _get(block, "type")
+        if kind == "text":
+            text = _get(block, "text")
+            if isinstance(text, str):
+                parts.items.append({"type": "text", "text": _clean(text)})
+        elif kind == "image":
+            url = _image_url(_get(block, "source"))
+            if url is not None:
+                parts.items.append({"type": "image_url", "image_url": {"url": url}})
+                parts.has_image = True
+        elif kind == "tool_result":
+            parts.results.append(
+                _result_message(index, _get(block, "tool_call_id"), _get(block, "output"))
+            )
+        # thinking, tool_call outside an assistant turn and unknown blocks: nothing to send
+    return parts
+
+
+def _content_blocks(index: int, content: Any) -> list[Any] | None:
+    """None for string content; the block list otherwise."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return None
+    if isinstance(content, list | tuple):
+        return list(content)
+    raise ConversionError(
+        index, f"content must be a string or a list, got {type(content).__name__}"
+    )
+
+
+def _wrap_context(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return f"{CONTEXT_FILE_OPEN}{content}{CONTEXT_FILE_CLOSE}"
+    # With images the tags become their own text parts so block order is kept.
+    return [
+        {"type": "text", "text": CONTEXT_FILE_OPEN.rstrip("\n")},
+        *content,
+        {"type": "text", "text": CONTEXT_FILE_CLOSE.lstrip("\n")},
+    ]
+
+
+def _tool_call(index: int, call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    if not isinstance(call_id, str) or not call_id:
+        raise ConversionError(index, "assistant tool call has no id")
+    if not isinstance(name, str) or not name:
+        raise ConversionError(index, f"assistant tool call {call_id!r} has no name")
+    return {
+        "id": _clean(call_id),
+        "type": "function",
+        "function": {"name": _clean(name), "arguments": tool_arguments_json(arguments)},
+    }
+
+
+def _extra_tool_calls(index: int, raw: Any) -> list[dict[str, Any]]:
+    """Tool calls carried as an extra `tool_calls` field, OpenAI or ToolCall shaped."""
+    if not raw:
+        return []
+    if not isinstance(raw, list | tuple):
+        raise ConversionError(index, "assistant tool_calls must be a list")
+    calls = []
+    for item in raw:
+        function = _get(item, "function")
+        if function is not None:
+            calls.append(
+                _tool_call(
+                    index, _get(item, "id"), _get(function, "name"), _get(function, "arguments")
+                )
+            )
+        else:
+            calls.append(
+                _tool_call(index, _get(item, "id"), _get(item, "name"), _get(item, "arguments"))
+            )
+    return calls
+
+
+def _assistant(index: int, message: Any, out: list[dict[str, Any]]) -> None:
+    blocks = _content_blocks(index, _get(message, "content"))
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    if blocks is None:
+        text = _clean(_get(message, "content"))
+    else:
+        texts: list[str] = []
+        for block in blocks:
+            kind = _get(block, "type")
+            if kind == "text":
+                value = _get(block, "text")
+                if isinstance(value, str):
+                    texts.append(_clean(value))
+            elif kind == "tool_call":
+                calls.append(
+                    _tool_call(index, _get(block, "id"), _get(block, "name"), _get(block, "input"))
+                )
+            elif kind == "tool_result":
+                results.append(
+                    _result_message(index, _get(block, "tool_call_id"), _get(block, "output"))
+                )
+            # thinking/reasoning is never sent back: most servers reject or re-template it
+        text = "\n".join(texts)
+    seen = {call["id"] for call in calls}
+    for call in _extra_tool_calls(index, _get(message, "tool_calls")):
+        if call["id"] not in seen:
+            seen.add(call["id"])
+            calls.append(call)
+    # "" and never null: Ampify answers 500 to content null
+    wire: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        wire["tool_calls"] = calls
+    out.append(wire)
+    out.extend(results)
+
+
+def _tool(index: int, message: Any, out: list[dict[str, Any]]) -> None:
+    call_id = _get(message, "tool_call_id")
+    content = _get(message, "content")
+    blocks = _content_blocks(index, content)
+    if blocks is None:
+        out.append(_result_message(index, call_id, content))
+        return
+    parts = _collect(index, blocks)
+    out.extend(parts.results)
+    if isinstance(call_id, str) and call_id:
+        if parts.items or not parts.results:
+            out.append({"role": "tool", "tool_call_id": _clean(call_id), "content": parts.text()})
+    elif not parts.results:
+        raise ConversionError(index, "tool message has no tool_call_id")
+    elif parts.items:
+        out.append({"role": "user", "content": parts.content()})
+
+
+def _plain(index: int, role: str, message: Any, out: list[dict[str, Any]]) -> None:
+    """system, developer and user messages."""
+    content = _get(message, "content")
+    blocks = _content_blocks(index, content)
+    wire_role = "user" if role == "developer" else role
+    body: str | list[dict[str, Any]]
+    if blocks is None:
+        body = _clean(content)
+        emit = True
+    else:
+        parts = _collect(index, blocks)
+        # Anthropic-style results inside a user message go first: they answer the
+        # preceding assistant turn and must sit right after it.
+        out.extend(parts.results)
+        body = parts.content()
+        emit = bool(parts.items) or not parts.results
+    if not emit:
+        return
+    if role == "developer":
+        body = _wrap_context(body)
+    wire: dict[str, Any] = {"role": wire_role, "content": body}
+    name = _get(message, "name")
+    if role == "user" and isinstance(name, str) and name:
+        wire["name"] = _clean(name)
+    out.append(wire)
+
+
+def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Convert Amplifier messages to Chat Completions messages, order preserved.
+
+    Raises ConversionError (a ValueError) naming the message index when a message
+    cannot be expressed (unknown role, tool result without an id, ...).
+    """
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message is None:
+            raise ConversionError(index, "message is None")
+        role = _get(message, "role")
+        if role == "assistant":
+            _assistant(index, message, out)
+        elif role in ("tool", "function"):
+            _tool(index, message, out)
+        elif role in ("user", "system", "developer"):
+            _plain(index, role, message, out)
+        else:
+            raise ConversionError(index, f"unknown role {role!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# request body
+
+
+def _tools(specs: Sequence[Any]) -> list[dict[str, Any]]:
+    tools = []
+    for spec in specs:
+        parameters = _get(spec, "parameters")
+        # The Amazon server 422s without description or parameters, so both are always sent.
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": _get(spec, "name"),
+                    "description": _get(spec, "description") or "",
+                    "parameters": parameters if parameters else dict(_EMPTY_PARAMETERS),
+                },
+            }
+        )
+    return tools
+
+
+def _tool_choice(choice: Any) -> str | dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        stripped = choice.strip()
+        if not stripped:
+            return None
+        keyword = _TOOL_CHOICE_KEYWORDS.get(stripped.lower())
+        if keyword is not None:
+            return keyword
+        return {"type": "function", "function": {"name": stripped}}
+    if isinstance(choice, Mapping):
+        # Anthropic-shaped choices are translated; anything else is the caller's own shape.
+        kind = choice.get("type")
+        if "function" not in choice:
+            if kind == "tool" and isinstance(choice.get("name"), str):
+                return {"type": "function", "function": {"name": choice["name"]}}
+            if kind in _TOOL_CHOICE_KEYWORDS:
+                return _TOOL_CHOICE_KEYWORDS[kind]
+        return dict(choice)
+    return None
+
+
+def _response_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt is None:
+        return None
+    kind = _get(fmt, "type")
+    if kind == "json":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        return None
+    schema = _get(fmt, "json_schema")
+    if schema is None:
+        schema = _get(fmt, "schema")
+    schema = dict(schema) if isinstance(schema, Mapping) else {}
+    name: Any = None
+    # Already in OpenAI's {name, schema, strict} wrapper: unwrap instead of nesting twice.
+    if isinstance(schema.get("schema"), Mapping) and "properties" not in schema:
+        name = schema.get("name")
+        strict_inner = schema.get("strict")
+        schema = dict(schema["schema"])
+    else:
+        strict_inner = None
+    if not isinstance(name, str) or not name:
+        name = schema.get("title")
+    name = _SCHEMA_NAME_BAD.sub("_", name)[:64] if isinstance(name, str) and name else "response"
+    wrapper: dict[str, Any] = {"name": name, "schema": schema}
+    strict = _get(fmt, "strict")
+    if strict is None:
+        strict = strict_inner
+    if strict is not None:
+        wrapper["strict"] = bool(strict)
+    return {"type": "json_schema", "json_schema": wrapper}
+
+
+def _stop(value: Any) -> list[str] | str | None:
+    if not value:
+        return None
+    if isinstance(value, str):
+        return value
+    return list(value)
+
+
+def build_request_body(request: ChatRequest, cfg: BodyDefaults, *, stream: bool) -> dict[str, Any]:
+    """The JSON body for POST /chat/completions.
+
+    Request fields override configured defaults; unset values are omitted rather than
+    sent as null (strict servers 422 on nulls); `cfg.extra_body` is merged last and wins.
+    """
+    body: dict[str, Any] = {
+        "model": request.model or cfg.default_model,
+        "messages": messages_to_wire(request.messages),
+    }
+    temperature = request.temperature if request.temperature is not None else cfg.temperature
+    if temperature is not None:
+        body["temperature"] = temperature
+    top_p = request.top_p if request.top_p is not None else cfg.top_p
+    if top_p is not None:
+        body["top_p"] = top_p
+    max_tokens = (
+        request.max_output_tokens if request.max_output_tokens is not None else cfg.max_tokens
+    )
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    stop = _stop(request.stop) or _stop(cfg.stop)
+    if stop:
+        body["stop"] = stop
+    if cfg.seed is not None:
+        body["seed"] = cfg.seed
+    if request.tools:
+        body["tools"] = _tools(request.tools)
+        choice = _tool_choice(request.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if cfg.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = cfg.parallel_tool_calls
+    response_format = _response_format(request.response_format)
+    if response_format is not None:
+        body["response_format"] = response_format
+    if request.reasoning_effort:
+        body["reasoning_effort"] = request.reasoning_effort
+    if stream:
+        # Only when streaming: vLLM 400s on stream_options with stream false.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if cfg.extra_body:
+        body.update(cfg.extra_body)
+    return body
+
+
+def dumps_body(body: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON for the request body."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate slipped in through extra_body or arguments: replace, don't fail.
+        return _clean(text).encode("utf-8")

@@ -1,0 +1,109 @@
+"""AssembledResponse -> amplifier_core ChatResponse (pure).
+
+Besides the kernel fields, the orchestrators read two extra attributes: `content_blocks`
+(content_models dataclasses they render) and `text`. ChatResponse allows extra fields, so
+they are passed as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amplifier_core.content_models import (
+    ContentBlock,
+    TextContent,
+    ThinkingContent,
+    ToolCallContent,
+)
+from amplifier_core.message_models import (
+    ChatResponse,
+    TextBlock,
+    ThinkingBlock,
+    ToolCall,
+    ToolCallBlock,
+    Usage,
+)
+
+from .assemble import AssembledResponse
+
+__all__ = ["to_chat_response", "usage_from_wire"]
+
+# Separates text blocks that a tool call or thinking split apart.
+_TEXT_JOIN = "\n\n"
+
+
+def to_chat_response(
+    asm: AssembledResponse, *, provider_name: str, model: str | None
+) -> ChatResponse:
+    content: list[Any] = []
+    content_blocks: list[ContentBlock] = []
+    texts: list[str] = []
+    for block in asm.blocks:
+        if block.type == "text":
+            content.append(TextBlock(text=block.text))
+            content_blocks.append(TextContent(text=block.text))
+            texts.append(block.text)
+        elif block.type == "thinking":
+            content.append(ThinkingBlock(thinking=block.text))
+            content_blocks.append(ThinkingContent(text=block.text))
+        elif block.tool_call is not None:
+            call = block.tool_call
+            content.append(ToolCallBlock(id=call.id, name=call.name, input=call.arguments))
+            content_blocks.append(
+                ToolCallContent(id=call.id, name=call.name, arguments=call.arguments)
+            )
+    tool_calls = [
+        ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in asm.tool_calls
+    ]
+    return ChatResponse(
+        content=content,
+        tool_calls=tool_calls or None,
+        usage=usage_from_wire(asm.usage),
+        finish_reason=asm.finish_reason,
+        metadata={
+            "provider": provider_name,
+            "model": asm.model or model,  # the served model when the server names it
+            "response_id": asm.response_id,
+        },
+        content_blocks=content_blocks,
+        text=_TEXT_JOIN.join(texts),
+    )
+
+
+def usage_from_wire(usage: object) -> Usage | None:
+    """Wire usage object -> Usage; None unless the server gave both token counts.
+
+    Numbers are never invented: junk types count as missing.
+    """
+    if type(usage) is not dict:
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    total = _count(usage.get("total_tokens"))
+    if total is None:
+        total = prompt + completion
+    reasoning = _count(_nested(usage, "completion_tokens_details", "reasoning_tokens"))
+    cached = _count(_nested(usage, "prompt_tokens_details", "cached_tokens"))
+    if cached is None:
+        cached = _count(usage.get("prompt_cache_hit_tokens"))  # DeepSeek
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=total,
+        reasoning_tokens=reasoning,
+        cache_read_tokens=cached,
+    )
+
+
+def _nested(obj: dict[Any, Any], outer: str, inner: str) -> object:
+    sub = obj.get(outer)
+    return sub.get(inner) if type(sub) is dict else None
+
+
+def _count(value: object) -> int | None:
+    # bool is an int subclass, and a negative count is junk.
+    if type(value) is int and value >= 0:
+        return value
+    return None
