@@ -156,6 +156,12 @@ def _first_container(text: str, *, want_object: bool) -> int | None:
     return min(found) if found else None
 
 
+# Runs of plain characters, whole double-quoted strings, or one bracket. Scanning by token
+# keeps a long string value (a file's content) to one regex step: the streaming scanner
+# calls this again on every fragment while a call is open.
+_TOKEN = re.compile(r'[^"{}\[\]]+|"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
+
+
 def balanced_end(text: str, start: int) -> int | None:
     """Index just past the object/array opening at `start`, or None if it never closes.
 
@@ -163,25 +169,19 @@ def balanced_end(text: str, start: int) -> int | None:
     (an apostrophe in prose would otherwise swallow the rest of the text).
     """
     depth = 0
-    in_string = False
-    escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
+    pos = start
+    while pos < len(text):
+        token = _TOKEN.match(text, pos)
+        if token is None:
+            return None  # an unterminated string runs to the end of the text
+        pos = token.end()
+        ch = token.group()
+        if ch in ("{", "["):
             depth += 1
-        elif ch in "}]":
+        elif ch in ("}", "]"):
             depth -= 1
             if depth == 0:
-                return i + 1
+                return pos
     return None
 
 

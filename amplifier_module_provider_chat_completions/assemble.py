@@ -204,7 +204,7 @@ class ResponseAssembler:
         return self._emitted
 
     def feed_chunk(self, chunk: object) -> list[BlockEvent]:
-        """Consume one streamed chunk; return the events it produced (usually 0 or 1)."""
+        """Consume one streamed chunk; return the events it produced (usually one delta)."""
         events: list[BlockEvent] = []
         if type(chunk) is dict:
             self._ingest(chunk, "delta", events)
@@ -260,8 +260,8 @@ class ResponseAssembler:
         tool_calls = [c for _, c in kept]
         finish = self._finish
         # Servers under-report tool calls (TGI never says so, vLLM's named tool_choice says
-        # "stop"); "length"/"content_filter" are kept since they say the call may be cut.
-        if tool_calls and finish in (None, "stop"):
+        # "stop"); orchestrators key on "tool_calls" whenever calls are present.
+        if tool_calls:
             finish = "tool_calls"
         return AssembledResponse(
             blocks=blocks,
@@ -333,7 +333,14 @@ class ResponseAssembler:
         content = msg.get("content")
         if content:
             if type(content) is str:
-                self._fragment(_TEXT, content, events)
+                cur = self._cur
+                if cur is not None and cur.kind is _TEXT and events is not None:
+                    # Hot path: one more token of the open text block, no extra call.
+                    cur.parts.append(content)
+                    events.append(BlockEvent("delta", cur.index, _TEXT, content, cur.seq))
+                    cur.seq += 1
+                else:
+                    self._fragment(_TEXT, content, events)
             elif type(content) is list:
                 self._content_parts(content, events)
         tool_calls = msg.get("tool_calls")
@@ -471,7 +478,7 @@ class ResponseAssembler:
         name = slot.name
         if slot.obj:
             arguments = slot.obj
-            raw = json.dumps(arguments, ensure_ascii=False)
+            raw = json.dumps(arguments, ensure_ascii=False, default=str)
         elif slot.frags:
             raw = "".join(slot.frags)
             arguments = parse_arguments(raw, name)

@@ -11,20 +11,24 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from amplifier_core.llm_errors import (
     ConfigurationError,
+    ContextLengthError,
+    InvalidRequestError,
     InvalidToolCallError,
     LLMError,
     LLMTimeoutError,
     ProviderUnavailableError,
     StreamError,
 )
-from amplifier_core.message_models import ChatRequest, ChatResponse, ToolCall
+from amplifier_core.message_models import ChatRequest, ChatResponse, Degradation, ToolCall
 from amplifier_core.models import ConfigField, ModelInfo, ProviderInfo
 from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
 
+from . import detect
 from . import events as ev
 from .arguments import ArgumentsError
 from .assemble import InBandError, ResponseAssembler
@@ -32,17 +36,21 @@ from .config import ProviderConfig, parse_config
 from .convert import build_request_body, dumps_body
 from .errors import describe_body, error_from_exception, error_from_payload
 from .events import EventSink, StreamEmitter, usage_payload
+from .healing import Fix, diagnose_rejection, rejection_text
 from .models import parse_model_list
+from .profiles import GENERIC, PROFILES, ServerProfile, apply_profile, profile_for
 from .repair import repair_tool_sequence
 from .response import to_chat_response
 from .sse import iter_sse_data
-from .transport import Transport
+from .transport import Transport, response_headers, server_root
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "chat-completions"
 DISPLAY_NAME = "OpenAI-Compatible"
 CHAT_PATH = "/chat/completions"
+PROBE_TIMEOUT = 3.0  # detection and context-window GETs: small answers or nothing
+MAX_HEALS = 3  # distinct self-healing resends per request
 
 
 class ChatCompletionsProvider:
@@ -73,6 +81,13 @@ class ChatCompletionsProvider:
         self.priority = self.config.priority
         self._events = EventSink(coordinator, secrets=(self.config.api_key,))
         self._transport: Transport | None = None
+        # Server awareness (see the section at the end): detected once, healed as we go.
+        self._detected: ServerProfile | None = None
+        self._detect_lock = asyncio.Lock()
+        self._detect_failures = 0
+        self._models_body: Any = None
+        self._windows: dict[str, int | None] = {}
+        self._fixes: dict[str, Fix] = {}
 
     # -- identity ---------------------------------------------------------------------
 
@@ -158,13 +173,15 @@ class ChatCompletionsProvider:
             err = self._map_exception(exc, cfg.default_model)
             logger.warning("[%s] could not list models: %s", self.name, err)
             return []
-        return parse_model_list(
+        self._models_body = body
+        models = parse_model_list(
             body,
             configured_model=cfg.default_model,
             filtered=cfg.filtered,
             max_output_tokens=cfg.max_tokens,
             context_window_override=cfg.context_window,
         )
+        return await self._fill_context_windows(models)
 
     # -- completion -------------------------------------------------------------------
 
@@ -190,7 +207,9 @@ class ChatCompletionsProvider:
                     "repaired_tool_ids": [*repaired, *dropped],
                 },
             )
-        content = dumps_body(body)
+        profile = await self.server_profile()
+        sent = apply_profile(body, profile, removed=self._removed_fields())
+        content = dumps_body(sent)
 
         request_id = uuid.uuid4().hex
         request_event: dict[str, Any] = {
@@ -202,7 +221,7 @@ class ChatCompletionsProvider:
             "stream": stream,
         }
         if cfg.raw:
-            request_event["raw"] = self._events.redact(body)
+            request_event["raw"] = self._events.redact(sent)
         await self._events.emit(ev.LLM_REQUEST, request_event)
 
         emitter = (
@@ -221,8 +240,21 @@ class ChatCompletionsProvider:
         started = time.monotonic()
         try:
             async with asyncio.timeout(request.timeout):
-                response = await retry_with_backoff(
-                    attempt, self._retry_config(), on_retry=self._on_retry(model)
+                healed: list[Fix] = []
+                while True:
+                    try:
+                        response = await retry_with_backoff(
+                            attempt, self._retry_config(), on_retry=self._on_retry(model)
+                        )
+                        break
+                    except InvalidRequestError as err:
+                        # Self-healing: resend once per distinct fix the rejection allows.
+                        healed.append(self._heal(err, sent, profile, len(healed)))
+                        profile = await self.server_profile()
+                        sent = apply_profile(body, profile, removed=self._removed_fields())
+                        content = dumps_body(sent)
+                response.degradation = response.degradation or self._degradation(
+                    body, sent, healed
                 )
         except TimeoutError as exc:
             err = LLMTimeoutError(

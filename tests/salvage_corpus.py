@@ -251,6 +251,12 @@ TEXT_CASES: tuple[TextCase, ...] = (
         (("read_file", None),),
     ),
     TextCase(
+        "hermes-missing-braces-error",
+        '<tool_call>\n"name": "bash", "arguments": "ls -la"\n</tool_call>',
+        "",
+        (("bash", None),),
+    ),
+    TextCase(
         "hermes-fenced-body",
         '<tool_call>\n```json\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n```\n'
         "</tool_call>",
@@ -381,6 +387,12 @@ TEXT_CASES: tuple[TextCase, ...] = (
         "json-answer-with-tool-name-but-extra-keys",
         '{"name": "grep", "description": "searches files", "stars": 5}',
         '{"name": "grep", "description": "searches files", "stars": 5}',
+        (),
+    ),
+    TextCase(
+        "json-tool-description-left-alone",
+        '{"name": "bash", "parameters": {"command": "string"}, "description": "Run a command"}',
+        '{"name": "bash", "parameters": {"command": "string"}, "description": "Run a command"}',
         (),
     ),
     TextCase(

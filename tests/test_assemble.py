@@ -9,6 +9,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amplifier_module_provider_chat_completions.arguments import ArgumentsError
 from amplifier_module_provider_chat_completions.assemble import (
@@ -601,10 +603,10 @@ def test_vllm_named_tool_choice_stop_becomes_tool_calls() -> None:
     assert asm.result().finish_reason == "tool_calls"
 
 
-def test_length_with_tool_calls_is_kept() -> None:
+def test_any_finish_with_tool_calls_is_tool_calls() -> None:
     asm = ResponseAssembler()
     feed_all(asm, [chunk({"tool_calls": [tc(0, "a", "f", "{}")]}), chunk({}, "length")])
-    assert asm.result().finish_reason == "length"
+    assert asm.result().finish_reason == "tool_calls"
 
 
 def test_invalid_arguments_raise_arguments_error_from_result() -> None:
@@ -844,3 +846,90 @@ def test_non_streaming_junk_body() -> None:
     asm.feed_body("nope")
     asm.feed_body({"choices": [{"message": None}]})
     assert asm.result().blocks == []
+
+
+def test_tgi_single_tool_call_object_not_wrapped_in_list() -> None:
+    # Older TGI streams `tool_calls` as one object instead of a list.
+    asm = ResponseAssembler()
+    chunks = [
+        chunk(
+            {
+                "role": "assistant",
+                "tool_calls": {
+                    "index": 0,
+                    "id": "",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": '{"a"'},
+                },
+            }
+        ),
+        chunk(
+            {
+                "role": "assistant",
+                "tool_calls": {
+                    "index": 0,
+                    "id": "",
+                    "type": "function",
+                    "function": {"name": None, "arguments": ":1}"},
+                },
+            }
+        ),
+        chunk({"role": "assistant"}, "eos_token"),
+    ]
+    feed_all(asm, chunks)
+    res = asm.result()
+    assert [(c.name, c.arguments) for c in res.tool_calls] == [("f", {"a": 1})]
+    assert res.finish_reason == "tool_calls"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "choices",
+                    "delta",
+                    "message",
+                    "content",
+                    "reasoning",
+                    "reasoning_content",
+                    "tool_calls",
+                    "function",
+                    "name",
+                    "arguments",
+                    "index",
+                    "id",
+                    "usage",
+                    "finish_reason",
+                    "model",
+                    "type",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_json, max_size=6))
+def test_fuzz_junk_chunks_only_clean_errors(chunks: list[Any]) -> None:
+    asm = ResponseAssembler()
+    events: list[BlockEvent] = []
+    try:
+        for c in chunks:
+            events.extend(asm.feed_chunk(c))
+    except InBandError:
+        return
+    events.extend(asm.close())
+    assert_well_formed(events)
+    try:
+        res = asm.result()
+    except ArgumentsError:
+        return
+    assert all(b.text or b.tool_call for b in res.blocks)
+    assert len({c.id for c in res.tool_calls}) == len(res.tool_calls)

@@ -504,7 +504,7 @@ async def test_request_timeout_is_a_hard_deadline(coordinator):
     respx.post(f"{BASE}/chat/completions").mock(side_effect=slow)
     provider = await mounted(coordinator, use_streaming=False)
     request = ChatRequest(messages=[Message(role="user", content="x")], timeout=0.2)
-    with pytest.raises(LLMTimeoutError, match="0.2"):
+    with pytest.raises(LLMTimeoutError, match=r"0\.2"):
         await provider.complete(request)
 
 
@@ -559,5 +559,6 @@ async def test_raw_mode_adds_redacted_payloads(coordinator):
     )
     (request_event,) = coordinator.hooks.named("llm:request")
     (response_event,) = coordinator.hooks.named("llm:response")
+    assert response_event["raw"]["content"][0]["text"] == "Hello world"
     assert request_event["raw"]["messages"] == [{"role": "user", "content": "hi"}]
     assert "sk-canary-0123456789" not in json.dumps(coordinator.hooks.events, default=str)

