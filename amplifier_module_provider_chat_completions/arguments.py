@@ -156,33 +156,64 @@ def _first_container(text: str, *, want_object: bool) -> int | None:
     return min(found) if found else None
 
 
-# Runs of plain characters, whole double-quoted strings, or one bracket. Scanning by token
-# keeps a long string value (a file's content) to one regex step: the streaming scanner
-# calls this again on every fragment while a call is open.
-_TOKEN = re.compile(r'[^"{}\[\]]+|"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
+_OUTSIDE_STOP = re.compile(r'[{}\[\]"]')
+_INSIDE_STOP = re.compile(r'["\\]')
+
+
+class BracketMatcher:
+    """Finds where the object/array opening at `start` closes, resumably.
+
+    The streaming scanner calls `advance` again each time its buffer grows; the matcher
+    continues where it stopped, so a long call costs one pass, not one pass per fragment.
+    Double-quoted strings with escapes are tracked; single-quoted ones are not (an
+    apostrophe in prose would otherwise swallow the rest of the text).
+    """
+
+    __slots__ = ("_depth", "_in_string", "_pos", "end")
+
+    def __init__(self, start: int) -> None:
+        self._pos = start
+        self._depth = 0
+        self._in_string = False
+        self.end: int | None = None
+
+    def advance(self, text: str) -> int | None:
+        """Index just past the closing bracket, or None while it has not arrived."""
+        while self.end is None:
+            if self._in_string:
+                stop = _INSIDE_STOP.search(text, self._pos)
+                if stop is None:
+                    self._pos = len(text)
+                    return None
+                if stop.group() == "\\":
+                    if stop.end() >= len(text):
+                        self._pos = stop.start()  # the escaped character is still to come
+                        return None
+                    self._pos = stop.end() + 1
+                    continue
+                self._in_string = False
+                self._pos = stop.end()
+                continue
+            stop = _OUTSIDE_STOP.search(text, self._pos)
+            if stop is None:
+                self._pos = len(text)
+                return None
+            self._pos = stop.end()
+            char = stop.group()
+            if char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.end = self._pos
+        return self.end
 
 
 def balanced_end(text: str, start: int) -> int | None:
-    """Index just past the object/array opening at `start`, or None if it never closes.
-
-    Tracks double-quoted strings with escapes; single-quoted strings are not tracked
-    (an apostrophe in prose would otherwise swallow the rest of the text).
-    """
-    depth = 0
-    pos = start
-    while pos < len(text):
-        token = _TOKEN.match(text, pos)
-        if token is None:
-            return None  # an unterminated string runs to the end of the text
-        pos = token.end()
-        ch = token.group()
-        if ch in ("{", "["):
-            depth += 1
-        elif ch in ("}", "]"):
-            depth -= 1
-            if depth == 0:
-                return pos
-    return None
+    """Index just past the object/array opening at `start`, or None if it never closes."""
+    return BracketMatcher(start).advance(text)
 
 
 # Namespaces models put in front of a function name (OpenAI's prompt format says

@@ -438,15 +438,32 @@ class ResponseAssembler:
                 self._by_id.setdefault(tid, slot)
             # Names come once (vLLM, llama.cpp) or repeated on every delta
             # (llama-cpp-python): append only what is not a repeat.
+            args = fn.get("arguments")
             if name and name != slot.name:
                 if slot.name:
                     slot.name += name
                 else:
                     slot.name = name
-                    self._open(_TOOL, events, name, slot)
-            args = fn.get("arguments")
+                    if args is not None:
+                        slot.add_arguments(args)
+                        args = None
+                    # LocalAI repeats a whole call at another index: show it once.
+                    if not self._repeats_earlier_call(slot):
+                        self._open(_TOOL, events, name, slot)
             if args is not None:
                 slot.add_arguments(args)
+
+    def _repeats_earlier_call(self, slot: _ToolSlot) -> bool:
+        if not (slot.frags or slot.obj):
+            return False
+        mine = slot.obj if slot.obj else "".join(slot.frags)
+        for other in self._slots:
+            if other is slot or other.name != slot.name:
+                continue
+            theirs = other.obj if other.obj else "".join(other.frags)
+            if theirs == mine:
+                return True
+        return False
 
     def _find_slot(self, index: int | None, tid: str, name: str) -> _ToolSlot:
         if index is not None:

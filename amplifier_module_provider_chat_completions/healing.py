@@ -67,6 +67,17 @@ class Fix:
     actual: str = "omitted"  # what is sent instead, for Degradation.actual
     hint: str | None = None  # set: we cannot fix it; tell the user this and fail
 
+    @property
+    def lossy(self) -> bool:
+        """True when the caller's request is no longer fully honoured (not just reshaped)."""
+        return bool(self.drop) or self.profile_changes.get("response_format_with_tools") is False
+
+    @property
+    def key(self) -> str:
+        """Identity for remembering: one entry per parameter and change."""
+        changes = ",".join(f"{k}={v}" for k, v in sorted(self.profile_changes.items()))
+        return f"{self.parameter}|{','.join(self.drop)}|{changes}"
+
 
 def rejection_text(err: BaseException) -> str:
     """The server's raw error body behind an LLMError (falls back to the message)."""

@@ -471,3 +471,183 @@ class ChatCompletionsProvider:
                 "error": {"type": type(err).__name__, "msg": str(err)},
             },
         )
+
+    # -- server awareness: profile detection, context windows, self-healing -------------
+
+    async def server_profile(self) -> ServerProfile:
+        """The server's profile (config `server`, else detected once) plus healed changes."""
+        base = self._detected or await self._detect()
+        changes = {k: v for fix in self._fixes.values() for k, v in fix.profile_changes.items()}
+        return replace(base, **changes) if changes else base
+
+    def _removed_fields(self) -> set[str]:
+        return {name for fix in self._fixes.values() for name in fix.drop}
+
+    async def _detect(self) -> ServerProfile:
+        if self.config.server != "auto":
+            profile = profile_for(self.config.server)
+            if profile is None:
+                logger.warning(
+                    "[%s] unknown server %r (known: %s); using the generic profile",
+                    self.name,
+                    self.config.server,
+                    ", ".join(sorted(PROFILES)),
+                )
+                profile = GENERIC
+            self._detected = profile
+            return profile
+        # One probe even when many first requests arrive together.
+        async with self._detect_lock:
+            if self._detected is not None:
+                return self._detected
+            key, final = await self._fingerprint()
+            profile = PROFILES.get(key, GENERIC)
+            if final:
+                self._detected = profile
+                logger.info("[%s] server detected as %s", self.name, profile.title)
+            return profile
+
+    async def _fingerprint(self) -> tuple[str, bool]:
+        """(profile key, whether to keep it); any failure means the generic profile."""
+        try:
+            async with asyncio.timeout(2 * PROBE_TIMEOUT + 1):
+                response = await self._client().get("/models", timeout=PROBE_TIMEOUT)
+                headers = response_headers(response)
+                body = json.loads(response.content)
+                self._models_body = body
+                key = detect.classify(body, headers)
+                path = detect.follow_up(body, headers)
+                if path is not None:
+                    try:
+                        key = detect.classify_follow_up(path, await self._get_json(path)) or key
+                    except Exception:
+                        logger.debug("[%s] probe %s failed", self.name, path, exc_info=True)
+            return key, True
+        except ConfigurationError:
+            raise
+        except Exception:
+            # The server may not be up yet: try again on the next request, once.
+            logger.debug("[%s] server detection failed", self.name, exc_info=True)
+            self._detect_failures += 1
+            return GENERIC.key, self._detect_failures >= 2
+
+    async def _get_json(self, path: str) -> Any:
+        """GET a small JSON document: "/v1/..." under base_url, anything else from the root."""
+        transport = self._client()
+        if path.startswith("/v1/"):
+            url = path[len("/v1") :]
+        else:
+            url = server_root(self.config.base_url) + path
+        response = await transport.get(url, timeout=PROBE_TIMEOUT)
+        return json.loads(response.content)
+
+    async def get_model_info(self, model_id: str | None = None) -> ModelInfo | None:
+        """The model's runtime context window where the server tells, or the config override.
+
+        None when the server neither lists the model nor states a window for it.
+        """
+        model_id = model_id or self.config.default_model
+        if self._models_body is None:
+            try:
+                self._models_body = await self._get_json("/v1/models")
+            except ConfigurationError:
+                raise
+            except Exception:
+                logger.debug("[%s] could not list models", self.name, exc_info=True)
+        ids = [e.get("id") for e in detect.model_entries(self._models_body)]
+        if model_id == "default" and len(ids) == 1 and isinstance(ids[0], str):
+            model_id = ids[0]  # single-model servers answer whatever the name
+        window = self.config.context_window or await self._context_window(model_id)
+        if not window and model_id not in ids:
+            return None
+        return ModelInfo(
+            id=model_id,
+            display_name=model_id,
+            context_window=window or 0,
+            max_output_tokens=self.config.max_tokens,
+            capabilities=["tools", "streaming", "json_mode"],
+        )
+
+    async def _context_window(self, model_id: str) -> int | None:
+        if model_id in self._windows:
+            return self._windows[model_id]
+        profile = await self.server_profile()
+        window: int | None = None
+        for source in profile.context_sources:
+            try:
+                if source == "models":
+                    if self._models_body is None:
+                        self._models_body = await self._get_json("/v1/models")
+                    body = self._models_body
+                else:
+                    body = await self._get_json(detect.context_source_path(source, model_id) or "")
+                window = detect.context_window_from(source, body, model_id)
+            except ConfigurationError:
+                raise
+            except Exception:
+                logger.debug("[%s] no context window from %s", self.name, source, exc_info=True)
+            if window:
+                break
+        self._windows[model_id] = window
+        return window
+
+    async def _fill_context_windows(self, models: list[ModelInfo]) -> list[ModelInfo]:
+        """Ask the server's other endpoints for windows /models did not state (first 16)."""
+        out: list[ModelInfo] = []
+        for n, info in enumerate(models):
+            if info.context_window or n >= 16:
+                out.append(info)
+                continue
+            window = await self._context_window(info.id)
+            out.append(info.model_copy(update={"context_window": window}) if window else info)
+        return out
+
+    def _heal(self, err: InvalidRequestError, sent: dict[str, Any], profile: Any, n: int) -> Fix:
+        """The fix for a rejected request (remembered), or re-raise when there is none."""
+        if isinstance(err, ContextLengthError) or n >= MAX_HEALS:
+            raise err
+        fix = diagnose_rejection(err.status_code, rejection_text(err), sent, profile)
+        if fix is None:
+            raise err
+        if fix.hint is not None:
+            if fix.hint in str(err):
+                raise err
+            raise InvalidRequestError(
+                f"{err}; {fix.hint}",
+                provider=err.provider,
+                model=err.model,
+                status_code=err.status_code,
+            ) from err
+        changed = any(getattr(profile, k, v) != v for k, v in fix.profile_changes.items())
+        if not changed and not set(fix.drop) - self._removed_fields():
+            raise err  # the same rejection again: resending would loop
+        self._fixes[fix.key] = fix
+        logger.warning(
+            "[%s] the server rejected `%s`; sending %s instead from now on (%s)",
+            self.name,
+            fix.parameter,
+            "it as " + fix.actual if fix.profile_changes else "without it",
+            err,
+        )
+        return fix
+
+    def _degradation(
+        self, body: dict[str, Any], sent: dict[str, Any], healed: list[Fix]
+    ) -> Degradation | None:
+        """What of the request the server did not get as asked (None: everything)."""
+        notes: list[tuple[str, str, str]] = []
+        remembered = [f for f in self._fixes.values() if f.lossy and f not in healed]
+        for fix in [*healed, *remembered]:
+            if any(name in body for name in (fix.drop or (fix.parameter,))):
+                notes.append((fix.parameter, fix.actual, "the server rejected it"))
+        dropped_format = "response_format" in body and "response_format" not in sent
+        if dropped_format and all(name != "response_format" for name, _, _ in notes):
+            title = (self._detected or GENERIC).title
+            notes.append(("response_format", "omitted", f"{title} does not support it"))
+        if not notes:
+            return None
+        return Degradation(
+            requested=", ".join(name for name, _, _ in notes),
+            actual="; ".join(f"{name}: {actual}" for name, actual, _ in notes),
+            reason="; ".join(f"{name}: {reason}" for name, _, reason in notes),
+        )

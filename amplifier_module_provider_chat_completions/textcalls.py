@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .arguments import (
     ArgumentsError,
+    BracketMatcher,
     UnrepairableJSON,
     balanced_end,
     canonical_tool_name,
@@ -73,6 +74,10 @@ _MISTRAL_CALL_ID: Final = "[CALL_ID]"
 _LLAMA_END: Final = ("<|eom_id|>", "<|eot_id|>")
 
 _UNDECIDED: Final = -1
+_LONGEST_TAG: Final = max(len(t) for t in (_TOOL_CALL_END, _FUNCTION_END, *_MARKERS))
+
+# (buffer, index of an opening bracket) -> index past its closing bracket, or None.
+Matcher = Callable[[str, int], int | None]
 
 
 def extract_text_tool_calls(text: str, offered: Collection[str]) -> tuple[str, list[TextToolCall]]:
@@ -110,6 +115,10 @@ class TextCallScanner:
         self._region: str | None = None
         self._at_start = True
         self._calls: list[TextToolCall] = []
+        # Bracket matchers by start offset in the current buffer, resumed on every feed.
+        self._matchers: dict[int, BracketMatcher] = {}
+        # Where to resume looking for a closing tag: the text before it was searched.
+        self._searched = 0
 
     @property
     def calls(self) -> list[TextToolCall]:
@@ -137,11 +146,16 @@ class TextCallScanner:
                 if not self._scan_text(out, final=final):
                     break
                 continue
-            end, is_call = _region_end(self._region, self._buf, final=final)
+            end, is_call = _region_end(
+                self._region, self._buf, self._match, self._searched, final=final
+            )
             if end == _UNDECIDED:
+                self._searched = max(0, len(self._buf) - _LONGEST_TAG)
                 break
+            self._searched = 0
             region_text = self._buf[:end]
             self._buf = self._buf[end:]
+            self._matchers.clear()  # offsets moved
             calls = _parse_region(self._region, region_text, self._offered) if is_call else None
             if calls:
                 self._calls.extend(calls)
@@ -149,6 +163,12 @@ class TextCallScanner:
                 out.append(region_text)
             self._region = None
         return "".join(out)
+
+    def _match(self, buf: str, start: int) -> int | None:
+        matcher = self._matchers.get(start)
+        if matcher is None:
+            matcher = self._matchers[start] = BracketMatcher(start)
+        return matcher.advance(buf)
 
     def _scan_text(self, out: list[str], *, final: bool) -> bool:
         """Move text to `out` up to the next region; False when more input is needed."""
@@ -172,8 +192,6 @@ class TextCallScanner:
             self._at_start = False
         index, marker = _find_marker(buf)
         if marker is not None:
-            if buf[:index].strip():
-                self._at_start = False
             out.append(buf[:index])
             self._buf = buf[index:]
             self._region = marker
@@ -204,31 +222,36 @@ def _partial_marker_len(buf: str) -> int:
     return 0
 
 
-def _region_end(region: str, buf: str, *, final: bool) -> tuple[int, bool]:
+def _region_end(
+    region: str, buf: str, match: Matcher, searched: int, *, final: bool
+) -> tuple[int, bool]:
     """Where the region at the start of `buf` ends, and whether it may be a call.
 
     Returns (_UNDECIDED, ..) while more input is needed; at the end of the stream the
     whole rest is the region (a call cut by max_tokens is still parsed and repaired).
     """
     if region == _TOOL_CALL:
-        end, ok = _closed_by(buf, _TOOL_CALL, _TOOL_CALL_END, (_TOOL_CALL,))
+        end, ok = _closed_by(buf, _TOOL_CALL, _TOOL_CALL_END, (_TOOL_CALL,), searched)
     elif region == _FUNCTION:
-        end, ok = _closed_by(buf, _FUNCTION, _FUNCTION_END, (_FUNCTION, _TOOL_CALL))
+        end, ok = _closed_by(buf, _FUNCTION, _FUNCTION_END, (_FUNCTION, _TOOL_CALL), searched)
     elif region == _MISTRAL:
-        end, ok = _mistral_end(buf)
+        end, ok = _mistral_end(buf, match)
     elif region == _PYTHON_TAG:
-        end, ok = _sequence_end(buf, len(_PYTHON_TAG), bare=False)
+        end, ok = _sequence_end(buf, len(_PYTHON_TAG), match, bare=False)
     else:
-        end, ok = _sequence_end(buf, len(buf) - len(buf.lstrip()), bare=True)
+        end, ok = _sequence_end(buf, len(buf) - len(buf.lstrip()), match, bare=True)
     if end == _UNDECIDED and final:
         return len(buf), True
     return end, ok
 
 
-def _closed_by(buf: str, opener: str, closer: str, restarts: tuple[str, ...]) -> tuple[int, bool]:
-    close = buf.find(closer, len(opener))
+def _closed_by(
+    buf: str, opener: str, closer: str, restarts: tuple[str, ...], searched: int
+) -> tuple[int, bool]:
+    begin = max(len(opener), searched)
+    close = buf.find(closer, begin)
     # A model that forgot the closing tag before the next call: end at the next opener.
-    stops = [i for i in (buf.find(r, len(opener)) for r in restarts) if i >= 0]
+    stops = [i for i in (buf.find(r, begin) for r in restarts) if i >= 0]
     if close >= 0 and (not stops or close < min(stops)):
         return close + len(closer), True
     if stops:
@@ -242,12 +265,12 @@ def _skip_ws(buf: str, i: int) -> int:
     return i
 
 
-def _mistral_end(buf: str) -> tuple[int, bool]:
+def _mistral_end(buf: str, match: Matcher) -> tuple[int, bool]:
     i = _skip_ws(buf, len(_MISTRAL))
     if i >= len(buf):
         return _UNDECIDED, True
     if buf[i] in "[{":
-        end = balanced_end(buf, i)
+        end = match(buf, i)
         return (_UNDECIDED, True) if end is None else (end, True)
     name = _NAME_RE.match(buf, i)
     if name is None:
@@ -263,21 +286,21 @@ def _mistral_end(buf: str) -> tuple[int, bool]:
             i += len(tag)
             if tag == _MISTRAL_CALL_ID:
                 call_id = _NAME_RE.match(buf, i)
-                if call_id is None or call_id.end() >= len(buf):
-                    return (
-                        (_UNDECIDED, True) if call_id is not None or i >= len(buf) else (i, False)
-                    )
+                if call_id is None:
+                    return (_UNDECIDED, True) if i >= len(buf) else (i, False)
+                if call_id.end() >= len(buf):
+                    return _UNDECIDED, True
                 i = call_id.end()
     i = _skip_ws(buf, i)
     if i >= len(buf):
         return _UNDECIDED, True
     if buf[i] != "{":
         return i, False
-    end = balanced_end(buf, i)
+    end = match(buf, i)
     return (_UNDECIDED, True) if end is None else (end, True)
 
 
-def _sequence_end(buf: str, start: int, *, bare: bool) -> tuple[int, bool]:
+def _sequence_end(buf: str, start: int, match: Matcher, *, bare: bool) -> tuple[int, bool]:
     """End of a run of JSON values joined by `;`/`,`/whitespace (Llama 3.x style)."""
     i = _skip_ws(buf, start)
     last_end = None
@@ -297,7 +320,7 @@ def _sequence_end(buf: str, start: int, *, bare: bool) -> tuple[int, bool]:
             # Text after the values: fine after an explicit tag, but a bare message must
             # be nothing but calls, or it is a JSON answer with commentary.
             return (i, False) if bare else (last_end, True)
-        end = balanced_end(buf, i)
+        end = match(buf, i)
         if end is None:
             return _UNDECIDED, True
         last_end = end

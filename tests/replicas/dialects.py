@@ -1471,3 +1471,80 @@ DIALECTS: dict[str, Dialect] = {
         LLAMA_CPP,
     )
 }
+
+
+# --------------------------------------------------------------------------- rejecting variants
+# Servers started without a feature, or strict about fields. Kept out of DIALECTS so the
+# every-dialect tests keep their meaning; pass the Dialect object to Replica(...).
+def _vllm_auto_tool_choice(body: dict[str, Any]) -> ErrorReply | None:
+    # SERVERS (vLLM): without --enable-auto-tool-choice --tool-call-parser X, tools with
+    # tool_choice "auto" (also the default when tools are sent) are a 400.
+    if body.get("tools") and body.get("tool_choice", "auto") == "auto":
+        return ErrorReply(
+            400,
+            _openai_error(
+                '"auto" tool choice requires --enable-auto-tool-choice and '
+                "--tool-call-parser to be set",
+                "BadRequestError",
+                400,
+            ),
+        )
+    return None
+
+
+_STRICT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+    }
+)
+
+
+def _strict_extra_fields(body: dict[str, Any]) -> ErrorReply | None:
+    # SERVERS: "rejected with 422 by strict servers (FastAPI servers)": pydantic with
+    # extra="forbid" lists every unknown field as {"type": "extra_forbidden", "loc":
+    # ["body", name], "msg": "Extra inputs are not permitted"}. Which fields this one
+    # knows is synthetic.
+    extra = [k for k in body if k not in _STRICT_FIELDS]
+    if not extra:
+        return None
+    return ErrorReply(
+        422,
+        {
+            "detail": [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ["body", name],
+                    "msg": "Extra inputs are not permitted",
+                    "input": body[name],
+                }
+                for name in extra
+            ]
+        },
+    )
+
+
+def _variant(base: Dialect, key: str, title: str, *validators: Validator) -> Dialect:
+    import dataclasses
+
+    return dataclasses.replace(
+        base, key=key, title=title, validators=(*base.validators, *validators)
+    )
+
+
+VLLM_NO_AUTO_TOOLS = _variant(
+    VLLM, "vllm_no_auto_tools", "vLLM without --enable-auto-tool-choice", _vllm_auto_tool_choice
+)
+# A FastAPI server (llama-cpp-python's shape) that 422s on fields it does not know.
+STRICT_FASTAPI = _variant(
+    LLAMA_CPP_PYTHON, "strict_fastapi", "strict FastAPI server", _strict_extra_fields
+)
+VARIANTS: dict[str, Dialect] = {d.key: d for d in (VLLM_NO_AUTO_TOOLS, STRICT_FASTAPI)}

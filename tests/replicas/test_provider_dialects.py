@@ -1,0 +1,182 @@
+"""The real provider (mount + complete) against every dialect replica, in both modes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from amplifier_core.llm_errors import LLMError
+from amplifier_core.message_models import ChatRequest, Message, ToolSpec
+from stream_contract import assert_stream_contract, streamed_text
+
+from amplifier_module_provider_chat_completions import mount
+
+from .conftest import ALL_DIALECTS
+from .dialects import DIALECTS
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Weather for a city",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+TIME = ToolSpec(
+    name="get_time",
+    description="Time in a city",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
+
+
+async def provider_for(coordinator: Any, server: Any, stream: bool, **config: Any) -> Any:
+    await mount(
+        coordinator,
+        {
+            "base_url": server.base_url,
+            "default_model": server.dialect.model,
+            "use_streaming": stream,
+            **FAST,
+            **config,
+        },
+    )
+    return coordinator.mounted["providers"]["chat-completions"]
+
+
+def ask(text: str = "hi", tools: list[ToolSpec] | None = None, **extra: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content=text)], tools=tools, **extra)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_text(replica, coordinator, key: str, stream: bool):
+    server = replica(key, "text")
+    provider = await provider_for(coordinator, server, stream)
+    response = await provider.complete(ask())
+    assert response.text == "Hello world"
+    assert response.finish_reason == "stop"
+    assert len(server.chat_requests) == 1
+    body = server.last_body
+    assert body.get("stream", False) is stream
+    if not stream:  # only streaming asks for usage (vLLM 400s otherwise)
+        assert "stream_options" not in body
+    events = coordinator.hooks.events
+    if stream:
+        assert_stream_contract(events)
+        assert streamed_text(events) == "Hello world"
+    else:
+        assert not [n for n, _ in events if n.startswith("llm:stream")]
+    dialect = server.dialect
+    expected_usage = dialect.usage_in_stream(True) if stream else dialect.nonstream_usage
+    if expected_usage:
+        assert response.usage is not None and response.usage.input_tokens >= 0
+    else:
+        assert response.usage is None  # never invented
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("key", [k for k in ALL_DIALECTS if DIALECTS[k].tools_work])
+async def test_tool_call(replica, coordinator, key: str, stream: bool):
+    server = replica(key, "tool_call")
+    provider = await provider_for(coordinator, server, stream)
+    response = await provider.complete(ask("weather in Paris?", tools=[WEATHER]))
+    calls = response.tool_calls or []
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert calls[0].id
+    assert response.finish_reason == "tool_calls"
+    assert [b.type for b in response.content if b.type == "tool_call"] == ["tool_call"]
+    if stream:
+        assert_stream_contract(coordinator.hooks.events)
+        starts = coordinator.hooks.named("llm:stream_block_start")
+        assert [s["name"] for s in starts if s["block_type"] == "tool_use"] == ["get_weather"]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize(
+    "key", [k for k in ALL_DIALECTS if DIALECTS[k].tools_work and DIALECTS[k].parallel_tools]
+)
+async def test_parallel_tool_calls_in_index_order_with_unique_ids(
+    replica, coordinator, key: str, stream: bool
+):
+    server = replica(key, "tool_calls_parallel")
+    provider = await provider_for(coordinator, server, stream)
+    response = await provider.complete(ask("weather and time?", tools=[WEATHER, TIME]))
+    calls = response.tool_calls or []
+    assert [(c.name, c.arguments) for c in calls] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_time", {"city": "London"}),
+    ]
+    assert len({c.id for c in calls}) == 2
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize(
+    "key", [k for k in ALL_DIALECTS if DIALECTS[k].reasoning in ("reasoning", "reasoning_content")]
+)
+async def test_reasoning_field(replica, coordinator, key: str, stream: bool):
+    server = replica(key, "reasoning")
+    provider = await provider_for(coordinator, server, stream)
+    response = await provider.complete(ask())
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in response.content] == [
+        ("thinking", "Let me think."),
+        ("text", "Hello world"),
+    ]
+    if stream:
+        events = coordinator.hooks.events
+        assert_stream_contract(events)
+        assert streamed_text(events, "thinking") == "Let me think."
+
+
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_truncated_or_failed_stream_is_never_a_success(replica, coordinator, key: str):
+    server = replica(key, "truncated")
+    provider = await provider_for(coordinator, server, True, max_retries=1)
+    with pytest.raises(LLMError):
+        await provider.complete(ask())
+    assert len(server.chat_requests) == 2  # retried once: truncation is transient
+    aborted = coordinator.hooks.named("llm:stream_aborted")
+    assert len(aborted) == 2
+    assert_stream_contract(coordinator.hooks.events)
+
+
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_error_midstream_is_a_kernel_error(replica, coordinator, key: str):
+    server = replica(key, "error_midstream")
+    provider = await provider_for(coordinator, server, True, max_retries=0)
+    with pytest.raises(LLMError) as info:
+        await provider.complete(ask())
+    assert info.value.provider == "chat-completions"
+    assert_stream_contract(coordinator.hooks.events)
+
+
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_overloaded_then_ok_is_retried(replica, coordinator, key: str):
+    server = replica(key, "text")
+    server.queue("overloaded")
+    # LocalAI's 503 carries Retry-After: 2; the wait honours it.
+    provider = await provider_for(coordinator, server, True, max_retry_delay=5)
+    response = await provider.complete(ask())
+    assert response.text == "Hello world"
+    assert len(server.chat_requests) == 2
+    assert len(coordinator.hooks.named("provider:retry")) == 1
+
+
+@pytest.mark.parametrize("key", [k for k in ALL_DIALECTS if "context_overflow" in DIALECTS[k].errors])
+async def test_context_overflow_not_retried(replica, coordinator, key: str):
+    from amplifier_core.llm_errors import ContextLengthError
+
+    server = replica(key, "context_overflow")
+    provider = await provider_for(coordinator, server, True)
+    with pytest.raises(ContextLengthError):
+        await provider.complete(ask())
+    assert len(server.chat_requests) == 1
+
+
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_unauthorized_not_retried(replica, coordinator, key: str):
+    from amplifier_core.llm_errors import AuthenticationError
+
+    server = replica(key, "unauthorized")
+    provider = await provider_for(coordinator, server, False, api_key="sk-wrong-key-12345")
+    with pytest.raises(AuthenticationError) as info:
+        await provider.complete(ask())
+    assert len(server.chat_requests) == 1
+    assert "sk-wrong-key-12345" not in str(info.value)
