@@ -58,7 +58,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("seed", None, "Sampling seed for reproducible output"),
     ConfigKey("parallel_tool_calls", True, "Allow several tool calls in one response"),
     ConfigKey("priority", 100, "Provider selection priority"),
-    ConfigKey("filtered", True, "Hide non-chat models in list_models()"),
+    ConfigKey(
+        "filtered", True, "list_models(): only the configured model when the server lists it"
+    ),
     ConfigKey("raw", False, "Include redacted raw request/response payloads in events"),
     ConfigKey("name", DEFAULT_NAME, "Name the provider mounts under"),
     ConfigKey("headers", {}, "Extra HTTP headers (mapping or JSON string)"),
