@@ -115,7 +115,9 @@ async def test_reasoning_field(replica, coordinator, key: str, stream: bool):
     server = replica(key, "reasoning")
     provider = await provider_for(coordinator, server, stream)
     response = await provider.complete(ask())
-    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in response.content] == [
+    assert [
+        (b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in response.content
+    ] == [
         ("thinking", "Let me think."),
         ("text", "Hello world"),
     ]
@@ -159,7 +161,9 @@ async def test_overloaded_then_ok_is_retried(replica, coordinator, key: str):
     assert len(coordinator.hooks.named("provider:retry")) == 1
 
 
-@pytest.mark.parametrize("key", [k for k in ALL_DIALECTS if "context_overflow" in DIALECTS[k].errors])
+@pytest.mark.parametrize(
+    "key", [k for k in ALL_DIALECTS if "context_overflow" in DIALECTS[k].errors]
+)
 async def test_context_overflow_not_retried(replica, coordinator, key: str):
     from amplifier_core.llm_errors import ContextLengthError
 
