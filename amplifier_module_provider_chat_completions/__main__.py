@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -104,7 +106,32 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-retries", type=int, default=1)
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
     chat.add_argument("--show-thinking", action="store_true", help="print reasoning to stderr")
+    doctor = sub.add_parser("doctor", help="probe a server: what works, and how to fix the rest")
+    doctor.add_argument("--base-url", default=None, help="e.g. http://localhost:8080/v1 (or env)")
+    doctor.add_argument("--api-key", default=None, help="or env CHAT_COMPLETIONS_API_KEY")
+    doctor.add_argument("--model", default=None, help="default: the server's first model")
+    doctor.add_argument("--timeout", type=float, default=60.0, help="seconds per probe")
+    doctor.add_argument("--json", action="store_true", help="machine-readable report")
     return parser
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import render, run_doctor
+
+    base_url = args.base_url or os.environ.get("CHAT_COMPLETIONS_BASE_URL")
+    if not base_url:
+        print(
+            "error: no server URL: pass --base-url or set CHAT_COMPLETIONS_BASE_URL",
+            file=sys.stderr,
+        )
+        return 2
+    api_key = args.api_key or os.environ.get("CHAT_COMPLETIONS_API_KEY")
+    report = await run_doctor(base_url, api_key=api_key, model=args.model, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render(report), file=sys.stderr if report.error else sys.stdout)
+    return 0 if report.chat_works else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(args))
+        if args.command == "doctor":
+            return asyncio.run(_doctor(args))
     except LLMError as err:  # configuration errors from mount()
         print(f"error: {err}", file=sys.stderr)
         return 2

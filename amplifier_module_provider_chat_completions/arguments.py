@@ -27,6 +27,9 @@ class ArgumentsError(ValueError):
     def __init__(self, tool_name: str, raw: str, reason: str) -> None:
         self.tool_name = tool_name
         self.raw = raw
+        # Set by the assembler: the response without the bad call (text, thinking, good
+        # calls), so a failed call does not lose the turn.
+        self.partial: Any = None
         snippet = raw[:120] + ("..." if len(raw) > 120 else "")
         super().__init__(f"tool call {tool_name!r} has invalid arguments ({reason}): {snippet!r}")
 

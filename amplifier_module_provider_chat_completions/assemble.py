@@ -9,16 +9,24 @@ This is the per-chunk hot path: plain dict `.get` calls, type checks with `type(
 string fragments collected in lists and joined once, no pydantic. Malformed input is
 skipped part by part, never raised as KeyError/TypeError/AttributeError; the only errors
 are `InBandError` (the server said so) and `ArgumentsError` from `result()`.
+
+Salvage (issue 4): `content` goes through `ThinkSplitter` (`<think>`, `[thinking]\n`) and,
+when the request offered tools, its text pieces through `TextCallScanner` (tool calls the
+server did not parse). Held-back text is released once decided, never twice; extracted
+calls become tool calls at `close()` (or when a think block starts, or in `feed_body`).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .arguments import parse_arguments
+from .arguments import ArgumentsError, canonical_tool_name, parse_arguments
+from .textcalls import TextCallScanner, TextToolCall, extract_text_tool_calls
+from .thinking import ThinkSplitter, split_thinking
 
 __all__ = [
     "AssembledBlock",
@@ -122,7 +130,7 @@ class _Block:
 
 
 class _ToolSlot:
-    __slots__ = ("frags", "id", "index", "name", "nchars", "obj", "order", "synth_id")
+    __slots__ = ("error", "frags", "id", "index", "name", "nchars", "obj", "order", "synth_id")
 
     def __init__(self, index: int | None, order: int) -> None:
         self.index = index
@@ -133,6 +141,7 @@ class _ToolSlot:
         self.nchars = 0
         self.obj: dict[str, Any] | None = None
         self.synth_id: str | None = None  # fixed once so result() is repeatable
+        self.error: ArgumentsError | None = None  # a text call whose arguments were unusable
 
     def add_arguments(self, args: object) -> None:
         if type(args) is str:
@@ -165,20 +174,44 @@ class ResponseAssembler:
         "_cur",
         "_emitted",
         "_finish",
+        "_flushed",
         "_last_slot",
         "_model",
+        "_offered",
+        "_raw",
         "_reasoning_fields",
+        "_reasoning_seen",
         "_response_id",
         "_saw_finish",
+        "_scanner",
+        "_scanner_fed",
         "_slots",
+        "_splitter",
+        "_text_calls",
         "_usage",
         "_usage_nonzero",
+        "_ws",
     )
 
     def __init__(
-        self, *, reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")
+        self,
+        *,
+        reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning"),
+        offered_tools: Collection[str] = (),
+        think_tags: bool = True,
+        think_starts_inside: bool = False,
     ) -> None:
         self._reasoning_fields = reasoning_fields
+        self._offered: frozenset[str] = frozenset(offered_tools)
+        # None when off, so the content path skips them entirely.
+        self._splitter = ThinkSplitter(True, think_starts_inside) if think_tags else None
+        self._scanner = TextCallScanner(self._offered) if self._offered else None
+        self._scanner_fed = False
+        self._raw: list[str] = []  # every content fragment, to re-split when reclassified
+        self._ws = ""  # whitespace that would open a text block of its own (held)
+        self._flushed = False
+        self._reasoning_seen = False
+        self._text_calls = 0
         self._blocks: list[_Block] = []
         self._cur: _Block | None = None
         self._slots: list[_ToolSlot] = []
@@ -214,39 +247,62 @@ class ResponseAssembler:
         """Consume a whole non-streaming response; produces no events."""
         if type(body) is dict:
             self._ingest(body, "message", None)
+        self._flush(None)
         self._cur = None  # nothing was started live, so close() has nothing to end
 
-    def close(self) -> list[BlockEvent]:
-        """End of stream: end the open block (only one is ever open)."""
+    def close(self, *, flush: bool = True) -> list[BlockEvent]:
+        """End of stream: release held-back text and text tool calls, end the open block.
+
+        `flush=False` (a failed stream) only ends the open block: text held back as a
+        possible tool call is not shown for a reply that did not finish.
+        """
+        events: list[BlockEvent] = []
+        if flush:
+            self._flush(events)
         cur = self._cur
-        if cur is None:
-            return []
-        self._cur = None
-        return [BlockEvent("end", cur.index, cur.kind)]
+        if cur is not None:
+            self._cur = None
+            events.append(BlockEvent("end", cur.index, cur.kind))
+        return events
 
     def result(self) -> AssembledResponse:
-        """Build the final response. Raises ArgumentsError for unparseable arguments."""
+        """Build the final response.
+
+        Raises the first ArgumentsError for unusable arguments, with `.partial` set to the
+        response built from everything else (text, thinking, the good calls).
+        """
+        self._flush(None)
         calls: dict[int, AssembledToolCall] = {}  # keyed by id() of the slot
         kept: list[tuple[_ToolSlot, AssembledToolCall]] = []
+        errors: list[ArgumentsError] = []
         seen_ids: set[str] = set()
         ordered = sorted(
             (s for s in self._slots if s.has_content()),
             key=lambda s: (s.index is None, s.index or 0, s.order),
         )
         for slot in ordered:
-            call = self._build_call(slot, seen_ids)
+            try:
+                call = self._build_call(slot, seen_ids)
+            except ArgumentsError as exc:
+                errors.append(exc)
+                continue
             if any(c.name == call.name and c.arguments == call.arguments for _, c in kept):
                 continue  # LocalAI repeats the same call at several indices
             seen_ids.add(call.id)
             kept.append((slot, call))
             calls[id(slot)] = call
 
-        blocks: list[AssembledBlock] = []
+        splitter = self._splitter
+        # Text streamed before a stray `</think>` was reasoning: re-split the whole content
+        # (not when a reasoning field also spoke: the two could not be ordered).
+        resplit = splitter is not None and splitter.reclassified and not self._reasoning_seen
+        blocks: list[AssembledBlock] = self._resplit() if resplit else []
         placed: set[int] = set()
         for block in self._blocks:
             slot = block.slot
             if slot is None:
-                blocks.append(AssembledBlock(block.kind, "".join(block.parts)))
+                if not resplit:
+                    blocks.append(AssembledBlock(block.kind, "".join(block.parts)))
             else:
                 call = calls.get(id(slot))
                 if call is not None and id(slot) not in placed:
@@ -256,6 +312,14 @@ class ResponseAssembler:
         for slot, call in kept:
             if id(slot) not in placed:
                 blocks.append(AssembledBlock("tool_call", "", call))
+        if self._text_calls:
+            # The calls sat on lines of their own: trim what they left (as
+            # extract_text_tool_calls does), drop what is now empty.
+            blocks = [
+                AssembledBlock("text", b.text.strip()) if b.type == "text" else b
+                for b in blocks
+                if b.type != "text" or b.text.strip()
+            ]
 
         tool_calls = [c for _, c in kept]
         finish = self._finish
@@ -263,7 +327,7 @@ class ResponseAssembler:
         # "stop"); orchestrators key on "tool_calls" whenever calls are present.
         if tool_calls:
             finish = "tool_calls"
-        return AssembledResponse(
+        response = AssembledResponse(
             blocks=blocks,
             tool_calls=tool_calls,
             usage=self._usage,
@@ -272,6 +336,20 @@ class ResponseAssembler:
             response_id=self._response_id,
             saw_finish=self._saw_finish,
         )
+        if errors:
+            error = errors[0]
+            error.partial = response  # the turn's text is not lost with the bad call
+            raise error
+        return response
+
+    def _resplit(self) -> list[AssembledBlock]:
+        out: list[AssembledBlock] = []
+        for kind, piece in split_thinking("".join(self._raw)):
+            if kind == "text" and self._offered:
+                piece = extract_text_tool_calls(piece, self._offered)[0]
+            if piece:
+                out.append(AssembledBlock(kind, piece))
+        return out
 
     # ----------------------------------------------------------------- ingestion
 
@@ -328,19 +406,13 @@ class ResponseAssembler:
         for name in self._reasoning_fields:
             reasoning = msg.get(name)
             if reasoning and type(reasoning) is str:
+                self._reasoning_seen = True
                 self._fragment(_THINKING, reasoning, events)
                 break  # vLLM at times sends the same text under both names
         content = msg.get("content")
         if content:
             if type(content) is str:
-                cur = self._cur
-                if cur is not None and cur.kind is _TEXT and events is not None:
-                    # Hot path: one more token of the open text block, no extra call.
-                    cur.parts.append(content)
-                    events.append(BlockEvent("delta", cur.index, _TEXT, content, cur.seq))
-                    cur.seq += 1
-                else:
-                    self._fragment(_TEXT, content, events)
+                self._content(content, events)
             elif type(content) is list:
                 self._content_parts(content, events)
         tool_calls = msg.get("tool_calls")
@@ -356,7 +428,7 @@ class ResponseAssembler:
         for part in parts:
             if type(part) is str:
                 if part:
-                    self._fragment(_TEXT, part, events)
+                    self._content(part, events)
                 continue
             if type(part) is not dict:
                 continue
@@ -367,15 +439,106 @@ class ResponseAssembler:
                     for sub in inner:
                         text = sub.get("text") if type(sub) is dict else None
                         if text and type(text) is str:
+                            self._reasoning_seen = True
                             self._fragment(_THINKING, text, events)
                     continue
                 text = inner if type(inner) is str else part.get("text")
                 if text and type(text) is str:
+                    self._reasoning_seen = True
                     self._fragment(_THINKING, text, events)
             elif ptype in ("text", None):
                 text = part.get("text")
                 if text and type(text) is str:
-                    self._fragment(_TEXT, text, events)
+                    self._content(text, events)
+
+    # ----------------------------------------------------------------- content salvage
+
+    def _content(self, content: str, events: list[BlockEvent] | None) -> None:
+        """Message text: think splitting, then text tool-call scanning, then text."""
+        splitter = self._splitter
+        if splitter is None:
+            self._text(content, events)
+            return
+        self._raw.append(content)
+        for kind, piece in splitter.feed(content):
+            if kind == "text":
+                self._text(piece, events)
+            else:
+                self._content_thinking(piece, events)
+
+    def _text(self, text: str, events: list[BlockEvent] | None) -> None:
+        scanner = self._scanner
+        if scanner is not None:
+            self._scanner_fed = True
+            text = scanner.feed(text)
+            if not text:
+                return  # held back: it may be the start of a call
+        self._show_text(text, events)
+
+    def _show_text(self, text: str, events: list[BlockEvent] | None) -> None:
+        cur = self._cur
+        if cur is not None and cur.kind is _TEXT:
+            # Hot path: one more token of the open text block.
+            cur.parts.append(text)
+            if events is not None:
+                events.append(BlockEvent("delta", cur.index, _TEXT, text, cur.seq))
+            cur.seq += 1
+            return
+        if self._scanner is not None:
+            # Whitespace between extracted calls must not open a text block of its own.
+            if text.isspace():
+                self._ws += text
+                return
+            if self._ws:
+                text, self._ws = self._ws + text, ""
+        self._fragment(_TEXT, text, events)
+
+    def _content_thinking(self, text: str, events: list[BlockEvent] | None) -> None:
+        if self._scanner_fed:
+            # A call never spans a think block, and the answer after one starts afresh
+            # (a bare call object right after `</think>` is at the start of the answer).
+            self._finish_scanner(events)
+            self._scanner = TextCallScanner(self._offered)
+            self._scanner_fed = False
+        self._ws = ""  # whitespace before a think block is template noise
+        self._fragment(_THINKING, text, events)
+
+    def _finish_scanner(self, events: list[BlockEvent] | None) -> None:
+        scanner = self._scanner
+        if scanner is None:
+            return
+        rest, calls = scanner.finish()
+        if rest:
+            self._show_text(rest, events)
+        for call in calls:
+            self._text_call(call, events)
+
+    def _text_call(self, call: TextToolCall, events: list[BlockEvent] | None) -> None:
+        slot = self._new_slot(None)  # index-less: ordered after native calls, by creation
+        slot.name = call.name  # already canonical
+        slot.obj = call.arguments
+        slot.error = call.error
+        self._text_calls += 1
+        if call.error is None:  # a bad call gets no block, like a native one it is raised
+            self._open(_TOOL, events, call.name, slot)
+
+    def _flush(self, events: list[BlockEvent] | None) -> None:
+        """Release everything held back; idempotent."""
+        if self._flushed:
+            return
+        self._flushed = True
+        splitter = self._splitter
+        if splitter is not None:
+            for kind, piece in splitter.finish():
+                if kind == "text":
+                    self._text(piece, events)
+                else:
+                    self._content_thinking(piece, events)
+        self._finish_scanner(events)
+        self._scanner = None
+        ws, self._ws = self._ws, ""
+        if ws and not self._text_calls:
+            self._fragment(_TEXT, ws, events)
 
     # ----------------------------------------------------------------- blocks
 
@@ -449,7 +612,7 @@ class ResponseAssembler:
                         args = None
                     # LocalAI repeats a whole call at another index: show it once.
                     if not self._repeats_earlier_call(slot):
-                        self._open(_TOOL, events, name, slot)
+                        self._open(_TOOL, events, self._canonical(name), slot)
             if args is not None:
                 slot.add_arguments(args)
 
@@ -491,8 +654,14 @@ class ResponseAssembler:
         self._slots.append(slot)
         return slot
 
+    def _canonical(self, name: str) -> str:
+        offered = self._offered
+        return canonical_tool_name(name, offered) if offered else name
+
     def _build_call(self, slot: _ToolSlot, seen_ids: set[str]) -> AssembledToolCall:
-        name = slot.name
+        if slot.error is not None:
+            raise slot.error
+        name = self._canonical(slot.name)
         if slot.obj:
             arguments = slot.obj
             raw = json.dumps(arguments, ensure_ascii=False, default=str)

@@ -67,6 +67,11 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("extra_body", {}, "Fields merged into every request body (mapping or JSON)"),
     ConfigKey("context_window", None, "Context window override in tokens (unset: discover)"),
     ConfigKey("server", "auto", "Server profile name (auto: detect)"),
+    ConfigKey(
+        "think_tags",
+        True,
+        "Parse <think>...</think> and [thinking] in content into ThinkingBlocks",
+    ),
     ConfigKey("max_connections", 100, "HTTP connection pool limit"),
     ConfigKey("verify", True, "TLS verification: true, false or a CA bundle path"),
 )
@@ -109,6 +114,7 @@ class ProviderConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     context_window: int | None = None
     server: str = "auto"
+    think_tags: bool = True
     max_connections: int = 100
     verify: bool | str = True
 
@@ -393,6 +399,7 @@ _PARSERS: dict[str, _Parser] = {
     "extra_body": _to_extra_body,
     "context_window": _opt_int_pos,
     "server": _to_server,
+    "think_tags": _to_bool,
     "max_connections": _opt_int_pos,
     "verify": _to_verify,
 }

@@ -109,24 +109,30 @@ class StreamEmitter:
     async def emit(self, events: list[BlockEvent]) -> None:
         sink = self._sink
         rid = self._request_id
+        payload: dict[str, Any]
         for ev in events:
             index = self._base + ev.index
             if index >= self._next_base:
                 self._next_base = index + 1
             if ev.kind == "delta":
                 self.emitted_delta = True
-                await sink.emit(
-                    STREAM_BLOCK_DELTA,
-                    {
-                        "request_id": rid,
-                        "block_index": index,
-                        "block_type": ev.block_type,
-                        "sequence": ev.sequence,
-                        "text": ev.text,
-                    },
-                )
+                payload = {
+                    "request_id": rid,
+                    "block_index": index,
+                    "block_type": ev.block_type,
+                    "sequence": ev.sequence,
+                    "text": ev.text,
+                }
+                # Once per streamed token: call the hook itself, one coroutine fewer than
+                # sink.emit, with the same guarantee that a failing hook is only logged.
+                hook = sink._emit
+                if hook is not None:
+                    try:
+                        await hook(STREAM_BLOCK_DELTA, payload)
+                    except Exception:
+                        logger.warning("hook for %s failed", STREAM_BLOCK_DELTA, exc_info=True)
             elif ev.kind == "start":
-                payload: dict[str, Any] = {
+                payload = {
                     "request_id": rid,
                     "block_index": index,
                     "block_type": ev.block_type,

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .hygiene import is_alternation_error
 from .profiles import GENERIC, ServerProfile
 
-__all__ = ["PROTECTED", "Fix", "diagnose_rejection", "rejection_text"]
+__all__ = ["PROTECTED", "Fix", "diagnose_alternation", "diagnose_rejection", "rejection_text"]
 
 # Never dropped: without them the request means something else (tools get a hint instead).
 PROTECTED: frozenset[str] = frozenset({"model", "messages", "tools", "stream"})
@@ -32,8 +33,10 @@ _VLLM_TOOLS_HINT = (
 # Rejections of tools as a whole: (pattern, hint when the profile has none).
 _TOOLS_REJECTED: tuple[tuple[re.Pattern[str], str], ...] = (
     # vLLM started without the tool parser flags
-    (re.compile(r"auto\W{0,3}\s*tool choice requires --enable-auto-tool-choice", re.I),
-     _VLLM_TOOLS_HINT),
+    (
+        re.compile(r"auto\W{0,3}\s*tool choice requires --enable-auto-tool-choice", re.I),
+        _VLLM_TOOLS_HINT,
+    ),
     # llama.cpp without --jinja (old builds: 500 "Unsupported param: tools")
     (re.compile(r"unsupported param:\s*tools\b", re.I), _LLAMACPP_TOOLS_HINT),
     (re.compile(r"tools? param\w* requires --jinja", re.I), _LLAMACPP_TOOLS_HINT),
@@ -45,15 +48,16 @@ _USE_MAX_COMPLETION = re.compile(r"max_tokens[^\n]{0,120}max_completion_tokens",
 
 # Texts that name rejected fields; each yields candidate names.
 _NAME_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"unrecognized request arguments? supplied:?\s*(?P<names>\w+(?:\s*,\s*\w+)*)",
-               re.I),
+    re.compile(r"unrecognized request arguments? supplied:?\s*(?P<names>\w+(?:\s*,\s*\w+)*)", re.I),
     re.compile(r"unsupported param(?:eter)?s?\s*:?\s*['\"`]?(?P<names>\w+)", re.I),
     re.compile(r"['\"`](?P<names>\w+)['\"`]\s+is not (?:supported|permitted|allowed)", re.I),
-    re.compile(r"(?:unknown|unexpected|unrecognized|extra) (?:field|parameter|argument|key)s?"
-               r"\s*:?\s*['\"`](?P<names>\w+)", re.I),
+    re.compile(
+        r"(?:unknown|unexpected|unrecognized|extra) (?:field|parameter|argument|key)s?"
+        r"\s*:?\s*['\"`](?P<names>\w+)",
+        re.I,
+    ),
     # pydantic's text form: "seed\n  Extra inputs are not permitted" / "body.seed: Extra ..."
-    re.compile(r"(?:body\.)?(?P<names>\w+)['\"\]]?\s*[:\n]\s*extra inputs are not permitted",
-               re.I),
+    re.compile(r"(?:body\.)?(?P<names>\w+)['\"\]]?\s*[:\n]\s*extra inputs are not permitted", re.I),
 )
 
 
@@ -133,6 +137,18 @@ def _named_choice(choice: Any) -> bool:
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
+
+
+def diagnose_alternation(body_text: str, profile: ServerProfile = GENERIC) -> Fix | None:
+    """A strict chat template's "roles must alternate" (vLLM 400, TGI 422, llama.cpp 500):
+    resend with alternating roles (`ServerProfile.needs_role_alternation`), once."""
+    if profile.needs_role_alternation or not is_alternation_error(body_text or ""):
+        return None
+    return Fix(
+        parameter="messages",
+        profile_changes={"needs_role_alternation": True},
+        actual="alternating roles (same-role messages merged)",
+    )
 
 
 def diagnose_rejection(

@@ -93,6 +93,18 @@ def _as_parts(content: Any) -> list[Any]:
     return [{"type": "text", "text": str(content)}]
 
 
+# Model families whose (vLLM) tokenizer validates tool-call ids; matched as name words.
+MISTRAL_FAMILIES: Final = ("mistral", "mixtral", "devstral", "magistral", "ministral", "codestral")
+_MISTRAL_MODEL: Final = re.compile(
+    r"(?<![a-z])(?:" + "|".join(MISTRAL_FAMILIES) + r")", re.IGNORECASE
+)
+
+
+def is_mistral_family(model: str | None) -> bool:
+    """Whether a model name (e.g. "mistralai/Mistral-Small-3.1-24B") is Mistral-family."""
+    return bool(model) and _MISTRAL_MODEL.search(model or "") is not None
+
+
 _ID_ALPHABET: Final = string.ascii_letters + string.digits
 _ID_LENGTH: Final = 9
 _VALID_ID: Final = re.compile(r"[A-Za-z0-9]{9}")

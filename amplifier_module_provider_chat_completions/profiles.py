@@ -12,18 +12,23 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .hygiene import enforce_alternation
+
 __all__ = [
     "GENERIC",
     "PROFILES",
     "ContextSource",
     "ResponseFormatStyle",
     "ServerProfile",
+    "ToolIdStyle",
     "apply_profile",
     "permissive_schema_format",
     "profile_for",
 ]
 
 ResponseFormatStyle = Literal["openai", "json_schema_only", "tgi", "drop"]
+# "mistral9": history tool-call ids must be 9 alphanumerics (Mistral tokenizers in vLLM).
+ToolIdStyle = Literal["any", "mistral9"]
 NamedToolChoice = Literal["native", "emulate"]
 # Where the runtime context window can be read (never the training size).
 ContextSource = Literal["models", "props", "tgi_info", "lmstudio", "litellm", "ollama_ps"]
@@ -60,6 +65,11 @@ class ServerProfile:
     # holding the server's version, for the doctor.
     version_path: str | None = None
     version_key: str | None = None
+    # Strict chat templates ("Conversation roles must alternate"): merge same-role runs and
+    # fold later system messages in. Set by self-healing when the server says so.
+    needs_role_alternation: bool = False
+    # The provider rewrites ids (and maps them back); also chosen by model name.
+    tool_id_style: ToolIdStyle = "any"
 
 
 GENERIC = ServerProfile(key="openai", title="OpenAI-compatible (generic)")
@@ -164,6 +174,8 @@ _PROFILES: tuple[ServerProfile, ...] = (
         reasoning_fields=(),
         response_format_style="drop",
         named_tool_choice="emulate",
+        tools_hint="open-bedrock-server 2.0.4 fails tool calls server-side; no client "
+        "setting fixes that",
         accepts_stream_options=False,
         accepts_parallel_tool_calls=False,
         accepts_seed=False,
@@ -262,6 +274,8 @@ def apply_profile(
         out[profile.max_tokens_field] = out.pop("max_tokens")
     if profile.allowed_fields is not None:
         out = {k: v for k, v in out.items() if k in profile.allowed_fields}
+    if profile.needs_role_alternation and isinstance(out.get("messages"), list):
+        out["messages"] = enforce_alternation(out["messages"])
     for name in removed:
         out.pop(name, None)
     return out
@@ -274,4 +288,3 @@ def _tool_name(tool: Any) -> str | None:
             name = function.get("name")
             return name if isinstance(name, str) else None
     return None
-

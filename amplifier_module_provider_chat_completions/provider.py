@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -36,12 +36,13 @@ from .config import ProviderConfig, parse_config
 from .convert import build_request_body, dumps_body
 from .errors import describe_body, error_from_exception, error_from_payload
 from .events import EventSink, StreamEmitter, usage_payload
-from .healing import Fix, diagnose_rejection, rejection_text
+from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
+from .hygiene import is_mistral_family, rewrite_tool_ids_for_mistral
 from .models import parse_model_list
 from .profiles import GENERIC, PROFILES, ServerProfile, apply_profile, profile_for
 from .repair import repair_tool_sequence
 from .response import to_chat_response
-from .sse import iter_sse_data
+from .sse import iter_sse_batches
 from .transport import Transport, response_headers, server_root
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,32 @@ DISPLAY_NAME = "OpenAI-Compatible"
 CHAT_PATH = "/chat/completions"
 PROBE_TIMEOUT = 3.0  # detection and context-window GETs: small answers or nothing
 MAX_HEALS = 3  # distinct self-healing resends per request
+# After [DONE], how long to wait for the end of the body (normally already received) so
+# the connection can go back to the pool instead of being closed.
+DRAIN_TIMEOUT = 0.05
+_JSON = json.JSONDecoder()  # the decoder json.loads uses, for its raw_decode
+
+
+def _tool_names(body: Mapping[str, Any]) -> frozenset[str]:
+    """Names of the tools a request body offers (for salvaging calls the server missed)."""
+    names: list[str] = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if isinstance(name, str) and name:
+            names.append(name)
+    return frozenset(names)
+
+
+async def _drain(batches: AsyncIterator[list[str]]) -> None:
+    """Read what follows [DONE]; a server that holds the stream open costs only its
+    connection (closed when the response is), never the reply."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            async for _ in batches:
+                pass
+    except Exception:
+        logger.debug("stream did not end cleanly after [DONE]", exc_info=True)
 
 
 class ChatCompletionsProvider:
@@ -208,7 +235,7 @@ class ChatCompletionsProvider:
                 },
             )
         profile = await self.server_profile()
-        sent = apply_profile(body, profile, removed=self._removed_fields())
+        sent = self._shape(body, profile, model)
         content = dumps_body(sent)
 
         request_id = uuid.uuid4().hex
@@ -229,10 +256,13 @@ class ChatCompletionsProvider:
         )
 
         async def attempt() -> ChatResponse:
+            offered = _tool_names(sent)  # what the model was offered, after healing
             try:
                 if stream:
-                    return await self._stream_once(transport, content, model, emitter)
-                return await self._post_once(transport, content, model)
+                    return await self._stream_once(
+                        transport, content, model, emitter, offered=offered
+                    )
+                return await self._post_once(transport, content, model, offered=offered)
             except LLMError as err:
                 self._fail_fast_on_long_retry_after(err)
                 raise
@@ -251,11 +281,9 @@ class ChatCompletionsProvider:
                         # Self-healing: resend once per distinct fix the rejection allows.
                         healed.append(self._heal(err, sent, profile, len(healed)))
                         profile = await self.server_profile()
-                        sent = apply_profile(body, profile, removed=self._removed_fields())
+                        sent = self._shape(body, profile, model)
                         content = dumps_body(sent)
-                response.degradation = response.degradation or self._degradation(
-                    body, sent, healed
-                )
+                response.degradation = response.degradation or self._degradation(body, sent, healed)
         except TimeoutError as exc:
             err = LLMTimeoutError(
                 f"request did not finish within its timeout of {request.timeout} s",
@@ -282,14 +310,21 @@ class ChatCompletionsProvider:
         await self._events.emit(ev.LLM_RESPONSE, response_event)
         return response
 
-    async def _post_once(self, transport: Transport, content: bytes, model: str) -> ChatResponse:
+    async def _post_once(
+        self,
+        transport: Transport,
+        content: bytes,
+        model: str,
+        *,
+        offered: frozenset[str] = frozenset(),
+    ) -> ChatResponse:
         try:
             async with transport.post_stream(CHAT_PATH, content) as http_response:
                 raw = await http_response.aread()
             body = self._parse_json_body(raw, model)
             if isinstance(body, dict) and body.get("error") and not body.get("choices"):
                 raise InBandError(body)
-            assembler = ResponseAssembler()
+            assembler = self._assembler(offered)
             assembler.feed_body(body)
             return self._finish(assembler, model)
         except LLMError:
@@ -303,37 +338,59 @@ class ChatCompletionsProvider:
         content: bytes,
         model: str,
         emitter: StreamEmitter | None,
+        *,
+        offered: frozenset[str] = frozenset(),
     ) -> ChatResponse:
-        assembler = ResponseAssembler()
+        assembler = self._assembler(offered)
         if emitter is not None:
             emitter.new_attempt()
         got_chunk = False  # a drop after the first chunk is a StreamError, not NetworkError
         try:
             async with transport.post_stream(CHAT_PATH, content) as http_response:
                 content_type = http_response.headers.get("content-type", "")
-                if "json" in content_type and "event-stream" not in content_type:
-                    # The server ignored stream=true and answered with one JSON body.
+                whole_body = "json" in content_type or "html" in content_type
+                if whole_body and "event-stream" not in content_type:
+                    # The server ignored stream=true and answered with one JSON body, or a
+                    # proxy answered 200 with an HTML page: report the page, not "truncated".
                     body = self._parse_json_body(await http_response.aread(), model)
                     if isinstance(body, dict) and body.get("error") and not body.get("choices"):
                         raise InBandError(body)
                     assembler.feed_body(body)
                     return self._finish(assembler, model)
-                loads = json.loads
-                async for data in iter_sse_data(http_response.aiter_lines()):
-                    if data == "[DONE]":
+                raw_decode = _JSON.raw_decode
+                feed_chunk = assembler.feed_chunk
+                done = False
+                # One async step per network read, not per line: see iter_sse_batches.
+                batches = iter_sse_batches(http_response.aiter_bytes())
+                async for batch in batches:
+                    for data in batch:
+                        if data == "[DONE]":
+                            done = True
+                            break
+                        # raw_decode skips json.loads' wrapper layers and two regex scans
+                        # (a fifth of the per-chunk CPU); json.loads handles the rest.
+                        try:
+                            chunk, end = raw_decode(data)
+                        except ValueError:
+                            end = -1
+                        if end != len(data):
+                            try:
+                                chunk = json.loads(data)  # surrounding whitespace
+                            except ValueError:
+                                raise StreamError(
+                                    "the server sent a stream chunk that is not JSON: "
+                                    f"{data[:120]!r}",
+                                    provider=self.name,
+                                    model=model,
+                                ) from None
+                        got_chunk = True
+                        block_events = feed_chunk(chunk)
+                        if block_events and emitter is not None:
+                            await emitter.emit(block_events)
+                    if done:
                         break
-                    try:
-                        chunk = loads(data)
-                    except ValueError:
-                        raise StreamError(
-                            f"the server sent a stream chunk that is not JSON: {data[:120]!r}",
-                            provider=self.name,
-                            model=model,
-                        ) from None
-                    got_chunk = True
-                    block_events = assembler.feed_chunk(chunk)
-                    if block_events and emitter is not None:
-                        await emitter.emit(block_events)
+                if done:
+                    await _drain(batches)
             if not assembler.saw_finish:
                 raise StreamError(
                     "the stream ended before the server finished the response (no "
@@ -358,11 +415,27 @@ class ChatCompletionsProvider:
                 if emitter.emitted_delta:
                     await emitter.aborted(err)
                 else:
-                    # Close blocks that started (a tool_use start) without deltas.
-                    await emitter.emit(assembler.close())
+                    # Close blocks that started (a tool_use start) without deltas; text held
+                    # back as a possible tool call is not shown for a failed reply.
+                    await emitter.emit(assembler.close(flush=False))
             if err is exc:
                 raise
             raise err from exc
+
+    def _assembler(self, offered: frozenset[str]) -> ResponseAssembler:
+        return ResponseAssembler(offered_tools=offered, think_tags=self.config.think_tags)
+
+    def _shape(self, body: dict[str, Any], profile: ServerProfile, model: str) -> dict[str, Any]:
+        """The body as this server gets it: profile reshaping, then tool-call ids."""
+        sent = apply_profile(body, profile, removed=self._removed_fields())
+        if profile.tool_id_style == "mistral9" or is_mistral_family(model):
+            # Mistral tokenizers (vLLM) accept only 9-alphanumeric ids in history. Only the
+            # wire copy changes: Amplifier keeps the ids it gave, and the response's ids
+            # are the server's own.
+            messages, mapping = rewrite_tool_ids_for_mistral(sent["messages"])
+            if mapping:
+                sent = {**sent, "messages": messages}
+        return sent
 
     def _finish(self, assembler: ResponseAssembler, model: str) -> ChatResponse:
         result = assembler.result()
@@ -389,13 +462,23 @@ class ChatCompletionsProvider:
         if isinstance(exc, InBandError):
             return error_from_payload(exc.payload, provider=self.name, model=model, api_key=api_key)
         if isinstance(exc, ArgumentsError):
-            return InvalidToolCallError(
+            err = InvalidToolCallError(
                 str(exc),
                 tool_name=exc.tool_name,
                 raw_arguments=exc.raw,
                 provider=self.name,
                 model=model,
             )
+            partial = exc.partial
+            # The turn's text, thinking and good calls survive a bad call.
+            err.partial_response = (  # type: ignore[attr-defined]
+                None
+                if partial is None
+                else to_chat_response(
+                    partial, provider_name=self.name, model=partial.model or model
+                )
+            )
+            return err
         return error_from_exception(
             exc,
             provider=self.name,
@@ -504,7 +587,14 @@ class ChatCompletionsProvider:
             profile = PROFILES.get(key, GENERIC)
             if final:
                 self._detected = profile
-                logger.info("[%s] server detected as %s", self.name, profile.title)
+                if profile is GENERIC:
+                    logger.info(
+                        "[%s] server not identified; using the generic profile "
+                        "(set `server` to choose one)",
+                        self.name,
+                    )
+                else:
+                    logger.info("[%s] server detected as %s", self.name, profile.title)
             return profile
 
     async def _fingerprint(self) -> tuple[str, bool]:
@@ -602,11 +692,16 @@ class ChatCompletionsProvider:
             out.append(info.model_copy(update={"context_window": window}) if window else info)
         return out
 
-    def _heal(self, err: InvalidRequestError, sent: dict[str, Any], profile: Any, n: int) -> Fix:
+    def _heal(
+        self, err: InvalidRequestError, sent: dict[str, Any], profile: ServerProfile, n: int
+    ) -> Fix:
         """The fix for a rejected request (remembered), or re-raise when there is none."""
         if isinstance(err, ContextLengthError) or n >= MAX_HEALS:
             raise err
-        fix = diagnose_rejection(err.status_code, rejection_text(err), sent, profile)
+        text = rejection_text(err)
+        fix = diagnose_rejection(err.status_code, text, sent, profile) or diagnose_alternation(
+            text, profile
+        )
         if fix is None:
             raise err
         if fix.hint is not None:
@@ -618,17 +713,20 @@ class ChatCompletionsProvider:
                 model=err.model,
                 status_code=err.status_code,
             ) from err
+        # Judged against what this request sent, so concurrent requests that were rejected
+        # before another one remembered the fix still resend (and do not warn again).
         changed = any(getattr(profile, k, v) != v for k, v in fix.profile_changes.items())
-        if not changed and not set(fix.drop) - self._removed_fields():
+        if not changed and not set(fix.drop) & set(sent):
             raise err  # the same rejection again: resending would loop
-        self._fixes[fix.key] = fix
-        logger.warning(
-            "[%s] the server rejected `%s`; sending %s instead from now on (%s)",
-            self.name,
-            fix.parameter,
-            "it as " + fix.actual if fix.profile_changes else "without it",
-            err,
-        )
+        if fix.key not in self._fixes:
+            self._fixes[fix.key] = fix
+            logger.warning(
+                "[%s] the server rejected `%s`; sending %s instead from now on (%s)",
+                self.name,
+                fix.parameter,
+                "it as " + fix.actual if fix.profile_changes else "without it",
+                err,
+            )
         return fix
 
     def _degradation(

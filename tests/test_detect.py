@@ -62,9 +62,9 @@ def start() -> Iterator[Any]:
         server.stop()
 
 
-def provider_for(server: Replica, **config: Any) -> ChatCompletionsProvider:
+def provider_for(replica: Replica, **config: Any) -> ChatCompletionsProvider:
     return ChatCompletionsProvider(
-        config={"base_url": server.base_url, "max_retries": 0, "timeout": 10, **config}
+        config={"base_url": replica.base_url, "max_retries": 0, "timeout": 10, **config}
     )
 
 

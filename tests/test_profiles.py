@@ -60,8 +60,13 @@ def test_table_covers_every_server_family():
 
 @pytest.mark.parametrize(
     ("name", "key"),
-    [("llama.cpp", "llamacpp"), ("VLLM", "vllm"), ("open-bedrock-server", "amazon"),
-     ("generic", "openai"), ("lm-studio", "lmstudio")],
+    [
+        ("llama.cpp", "llamacpp"),
+        ("VLLM", "vllm"),
+        ("open-bedrock-server", "amazon"),
+        ("generic", "openai"),
+        ("lm-studio", "lmstudio"),
+    ],
 )
 def test_profile_for_accepts_aliases(name, key):
     profile = profile_for(name)

@@ -91,3 +91,30 @@ async def test_iter_sse_data_async() -> None:
     lines = [": ", 'data: {"a":1}', "", "event: ping", "", 'data: {"a":2}']
     got = [d async for d in iter_sse_data(_lines(lines))]
     assert got == ['{"a":1}', '{"a":2}']
+
+
+# -- iter_lines: byte stream -> lines at CR/LF only ------------------------------------
+
+
+async def _split_bytes(pieces: list[bytes]) -> list[str]:
+    from amplifier_module_provider_chat_completions.sse import iter_lines
+
+    async def gen():
+        for p in pieces:
+            yield p
+
+    return [line async for line in iter_lines(gen())]
+
+
+async def test_iter_lines_splits_only_at_cr_lf():
+    body = "data: a\u2028b\u2029c\x85d\r\n\r\ndata: e\rf\n".encode()
+    assert await _split_bytes([body]) == ["data: a\u2028b\u2029c\x85d", "", "data: e", "f"]
+
+
+async def test_iter_lines_joins_pieces_and_split_crlf():
+    text = "data: h\u00e9llo\r\n\r\ndata: x"
+    raw = text.encode()
+    expected = ["data: h\u00e9llo", "", "data: x"]
+    for size in range(1, 6):  # every split, including inside CRLF and inside "é"
+        pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert await _split_bytes(pieces) == expected

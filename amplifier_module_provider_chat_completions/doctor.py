@@ -1,0 +1,466 @@
+"""The doctor: probe a server through the real provider and say what works and how to fix
+what does not.
+
+    python -m amplifier_module_provider_chat_completions doctor --base-url URL [--json]
+
+A handful of small requests (max_tokens small, no retries, a short timeout): plain chat,
+streaming, streamed usage, tool calls (non-streamed, streamed, parallel), JSON mode,
+JSON schema and reasoning. Every probe goes through `ChatCompletionsProvider.complete`, so
+detection, server profiles and self-healing act exactly as they would in a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from amplifier_core.llm_errors import (
+    AuthenticationError,
+    ConfigurationError,
+    LLMError,
+    LLMTimeoutError,
+    NetworkError,
+    NotFoundError,
+)
+from amplifier_core.message_models import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ResponseFormatJson,
+    ResponseFormatJsonSchema,
+    ToolSpec,
+)
+
+from . import detect
+from .provider import ChatCompletionsProvider
+
+__all__ = ["Check", "Report", "render", "run_doctor"]
+
+Status = Literal["ok", "warn", "fail", "skip"]
+# Failures of the first request that mean "nothing else will work either".
+_FATAL = (AuthenticationError, NetworkError, LLMTimeoutError, NotFoundError, ConfigurationError)
+
+_WEATHER = ToolSpec(
+    name="get_weather",
+    description="Current weather for a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+_TIME = ToolSpec(
+    name="get_time",
+    description="Current local time in a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+}
+
+
+@dataclass
+class Check:
+    feature: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    base_url: str
+    server: str = "openai"
+    server_title: str = ""
+    version: str | None = None
+    model: str | None = None
+    context_window: int | None = None
+    models: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def chat_works(self) -> bool:
+        return any(c.feature == "plain chat" and c.status == "ok" for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.chat_works
+        return data
+
+
+class _Hooks:
+    """Counts live text/thinking deltas so "streaming" means tokens arrived one by one."""
+
+    def __init__(self) -> None:
+        self.deltas = 0
+
+    async def emit(self, event: str, payload: dict[str, Any]) -> None:
+        if event == "llm:stream_block_delta":
+            self.deltas += 1
+
+
+class _Coordinator:
+    def __init__(self, hooks: _Hooks) -> None:
+        self.hooks = hooks
+
+
+class _Notes(logging.Handler):
+    """Keeps the provider's warnings (self-healing, detection) for the report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING or "server detected" in text:
+            self.lines.append(text)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _without(detail: str, fix: str) -> str:
+    """The error text without the fix it already ends with (shown on its own line)."""
+    return detail.replace(f"; {fix}", "") if fix else detail
+
+
+def _text(response: ChatResponse) -> str:
+    return "".join(
+        getattr(b, "text", "") or "" for b in response.content if getattr(b, "type", "") == "text"
+    )
+
+
+def _has_thinking(response: ChatResponse) -> bool:
+    return any(getattr(b, "type", "") == "thinking" for b in response.content)
+
+
+def _ask(text: str, **kw: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content=text)], **kw)
+
+
+def _no_stream() -> dict[str, Any]:
+    return {"stream": False}
+
+
+def _parse_json(text: str) -> Any:
+    cleaned = text.strip()
+    if cleaned.startswith("```"):  # some models fence JSON even in JSON mode
+        cleaned = cleaned.strip("`").removeprefix("json").strip()
+    return json.loads(cleaned)
+
+
+async def run_doctor(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    model: str | None = None,
+    timeout: float = 60.0,
+    max_tokens: int = 256,
+) -> Report:
+    """Probe `base_url` and return the report (never raises for server problems)."""
+    report = Report(base_url=base_url)
+    config: dict[str, Any] = {
+        "base_url": base_url,
+        "max_retries": 0,
+        "timeout": timeout,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+    }
+    if api_key:
+        config["api_key"] = api_key
+    if model:
+        config["default_model"] = model
+    hooks = _Hooks()
+    try:
+        provider = ChatCompletionsProvider(config=config, coordinator=_Coordinator(hooks))
+    except ConfigurationError as err:
+        report.error = _one_line(err)
+        return report
+    notes = _Notes()
+    provider_logger = logging.getLogger("amplifier_module_provider_chat_completions")
+    provider_logger.addHandler(notes)
+    previous_level = provider_logger.level
+    provider_logger.setLevel(logging.INFO)
+    provider_logger.propagate = False  # the report shows them; no stray log lines
+    try:
+        await _probe(provider, hooks, report, timeout)
+    finally:
+        provider_logger.removeHandler(notes)
+        provider_logger.setLevel(previous_level)
+        provider_logger.propagate = True
+        await provider.close()
+    report.notes = list(dict.fromkeys(notes.lines))
+    return report
+
+
+async def _probe(
+    provider: ChatCompletionsProvider, hooks: _Hooks, report: Report, timeout: float
+) -> None:
+    profile = await provider.server_profile()
+    report.server, report.server_title = profile.key, profile.title
+
+    async def call(request: ChatRequest) -> ChatResponse:
+        async with asyncio.timeout(timeout + 5):
+            return await provider.complete(request)
+
+    # 1. plain chat: everything else depends on it.
+    try:
+        response = await call(_ask("Reply with the single word: hello", metadata=_no_stream()))
+    except _FATAL as err:
+        report.error = _one_line(err)
+        return
+    except LLMError as err:
+        report.checks.append(Check("plain chat", "fail", _one_line(err)))
+        return
+    text = _text(response)
+    report.checks.append(
+        Check(
+            "plain chat",
+            "ok" if text.strip() or response.tool_calls else "warn",
+            f"reply {text.strip()[:60]!r}" if text.strip() else "empty reply",
+        )
+    )
+    # The profile may be settled only now (detection retries once after a failure).
+    profile = await provider.server_profile()
+    report.server, report.server_title = profile.key, profile.title
+    await _identity(provider, report, profile)
+
+    # 2-3. streaming and usage in the stream
+    hooks.deltas = 0
+    try:
+        streamed = await call(_ask("Count from 1 to 5, separated by spaces."))
+    except LLMError as err:
+        report.checks.append(
+            Check(
+                "streaming",
+                "fail",
+                _one_line(err),
+                "set use_streaming: false in the provider config",
+            )
+        )
+    else:
+        if hooks.deltas > 1:
+            report.checks.append(Check("streaming", "ok", f"{hooks.deltas} live deltas"))
+        else:
+            report.checks.append(
+                Check("streaming", "warn", f"{hooks.deltas} live delta(s): the reply came whole")
+            )
+        usage = streamed.usage
+        if usage is not None and (usage.output_tokens or usage.input_tokens):
+            report.checks.append(
+                Check(
+                    "streamed usage",
+                    "ok",
+                    f"input {usage.input_tokens}, output {usage.output_tokens} tokens",
+                )
+            )
+        else:
+            report.checks.append(
+                Check(
+                    "streamed usage",
+                    "warn",
+                    "no token counts in the stream",
+                    "token counts need use_streaming: false on this server",
+                )
+            )
+
+    tools_fix = profile.tools_hint or "use a model and chat template that support tool calling"
+    await _tool_check(call, report, "tool calls", {"stream": False}, tools_fix)
+    await _tool_check(call, report, "tool calls (streamed)", None, tools_fix)
+    await _parallel_check(call, report, tools_fix)
+    await _json_check(call, report, "JSON mode", ResponseFormatJson())
+    await _json_check(call, report, "JSON schema", ResponseFormatJsonSchema(json_schema=_SCHEMA))
+    await _reasoning_check(call, report, profile.reasoning_hint)
+
+
+async def _identity(provider: ChatCompletionsProvider, report: Report, profile: Any) -> None:
+    try:
+        models = await provider.list_models()
+    except LLMError:
+        models = []
+    report.models = [{"id": m.id, "context_window": m.context_window or None} for m in models]
+    try:
+        info = await provider.get_model_info()
+    except LLMError:
+        info = None
+    if info is not None:
+        report.model, report.context_window = info.id, info.context_window or None
+    if profile.version_path:
+        try:
+            body = await provider._get_json(profile.version_path)
+        except Exception:
+            body = None
+        report.version = detect.version_from(body, profile.version_key)
+
+
+Call = Callable[[ChatRequest], Awaitable[ChatResponse]]
+
+
+async def _tool_check(
+    call: Call, report: Report, name: str, metadata: dict[str, Any] | None, fix: str
+) -> None:
+    request = _ask(
+        "What is the weather in Paris right now? Use the get_weather tool.",
+        tools=[_WEATHER],
+        metadata=metadata,
+    )
+    try:
+        response = await call(request)
+    except LLMError as err:
+        report.checks.append(Check(name, "fail", _without(_one_line(err), fix), fix))
+        return
+    calls = response.tool_calls or []
+    if calls:
+        first = calls[0]
+        report.checks.append(Check(name, "ok", f"{first.name}({json.dumps(first.arguments)})"))
+    else:
+        report.checks.append(
+            Check(
+                name,
+                "fail",
+                f"no tool call; the model answered {_text(response).strip()[:60]!r}",
+                fix,
+            )
+        )
+
+
+async def _parallel_check(call: Call, report: Report, fix: str) -> None:
+    request = _ask(
+        "Call get_weather for Paris and get_time for London. Call both tools now, in one turn.",
+        tools=[_WEATHER, _TIME],
+        metadata={"stream": False},
+    )
+    name = "parallel tool calls"
+    try:
+        response = await call(request)
+    except LLMError as err:
+        report.checks.append(Check(name, "fail", _without(_one_line(err), fix), fix))
+        return
+    calls = response.tool_calls or []
+    names = ", ".join(c.name for c in calls)
+    if len(calls) >= 2:
+        report.checks.append(Check(name, "ok", f"{len(calls)} calls: {names}"))
+    elif calls:
+        report.checks.append(
+            Check(
+                name,
+                "warn",
+                f"one call per turn ({names})",
+                "the server or model makes one call at a time; sessions still work, turn by turn",
+            )
+        )
+    else:
+        report.checks.append(Check(name, "fail", "no tool call", fix))
+
+
+async def _json_check(call: Call, report: Report, name: str, fmt: Any) -> None:
+    request = _ask(
+        'Give the city Paris and its country as JSON with keys "city" and "country".',
+        response_format=fmt,
+        metadata={"stream": False},
+    )
+    try:
+        response = await call(request)
+    except LLMError as err:
+        report.checks.append(Check(name, "fail", _one_line(err)))
+        return
+    text = _text(response)
+    degraded = response.degradation
+    try:
+        value = _parse_json(text)
+    except ValueError:
+        value = None
+    if degraded is not None:
+        report.checks.append(
+            Check(
+                name,
+                "warn",
+                f"the server does not enforce it ({degraded.reason})",
+                "ask for JSON in the prompt and validate the reply",
+            )
+        )
+    elif isinstance(value, dict):
+        report.checks.append(Check(name, "ok", " ".join(text.split())[:80]))
+    else:
+        report.checks.append(
+            Check(
+                name,
+                "fail",
+                f"reply is not a JSON object: {text.strip()[:60]!r}",
+                "the server accepted response_format but did not constrain the output",
+            )
+        )
+
+
+async def _reasoning_check(call: Call, report: Report, hint: str) -> None:
+    name = "reasoning field"
+    request = _ask("Think briefly, then answer: what is 17 * 3?", metadata={"stream": False})
+    try:
+        response = await call(request)
+    except LLMError as err:
+        report.checks.append(Check(name, "fail", _one_line(err)))
+        return
+    if _has_thinking(response):
+        report.checks.append(Check(name, "ok", "reasoning arrives separately from the answer"))
+    else:
+        report.checks.append(
+            Check(
+                name,
+                "skip",
+                "no reasoning seen (the model may not reason)",
+                hint or "for a reasoning model, enable the server's reasoning parser",
+            )
+        )
+
+
+# ------------------------------------------------------------------ output
+
+_MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "--  "}
+
+
+def render(report: Report) -> str:
+    """The report for a terminal."""
+    if report.error is not None:
+        return f"error: {report.error}"
+    lines = [f"server   {report.base_url}"]
+    identity = report.server_title or report.server
+    if report.version:
+        identity += f" (version {report.version})"
+    lines.append(f"profile  {identity}  [server: {report.server}]")
+    if report.model:
+        window = f"{report.context_window} tokens" if report.context_window else "not reported"
+        lines.append(f"model    {report.model}, context window {window}")
+    if report.models:
+        listed = ", ".join(
+            m["id"] + (f" ({m['context_window']})" if m["context_window"] else "")
+            for m in report.models[:8]
+        )
+        more = f" and {len(report.models) - 8} more" if len(report.models) > 8 else ""
+        lines.append(f"models   {listed}{more}")
+    lines.append("")
+    width = max((len(c.feature) for c in report.checks), default=10)
+    for check in report.checks:
+        lines.append(f"  {_MARK[check.status]}  {check.feature.ljust(width)}  {check.detail}")
+        if check.fix and check.status != "ok":
+            lines.append(f"  {' ' * 4}  {' ' * width}  fix: {check.fix}")
+    if report.notes:
+        lines.append("")
+        lines.extend(f"note: {n}" for n in report.notes)
+    lines.append("")
+    lines.append("chat works" if report.chat_works else "chat does NOT work")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Benchmarks: the provider against the floor (raw httpx + json.loads). See run.py."""

@@ -1,0 +1,332 @@
+"""Hostile input, property-based: config values, server replies and Amplifier messages.
+
+Server replies go through the real provider with respx at the HTTP boundary (no sockets:
+hundreds of examples per second). The only outcomes allowed are a working result or an
+amplifier_core error; KeyError/TypeError/AttributeError/ValueError must never escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from amplifier_core.llm_errors import ConfigurationError, InvalidRequestError, LLMError
+from amplifier_core.message_models import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    ToolResultBlock,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider
+from amplifier_module_provider_chat_completions.config import CONFIG_KEYS
+
+BASE = "http://hostile.test/v1"
+QUICK = {"server": "openai", "max_retries": 0, "timeout": 5}
+# Example counts: the reported numbers for issue 8 (hypothesis runs exactly these unless
+# it exhausts the search space first).
+CONFIG_EXAMPLES = 400
+STREAM_EXAMPLES = 400
+BODY_EXAMPLES = 300
+MESSAGE_EXAMPLES = 300
+COMMON = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+SURROGATES = st.sampled_from(["\ud800", "\udfff", "\udc80x", "a\ud83d", "\ud83d\ude00"])
+TEXT = st.one_of(
+    st.text(max_size=20),
+    st.text(st.characters(codec="utf-8"), max_size=20),
+    SURROGATES,
+    st.sampled_from(["", " ", "null", "{", "[DONE]", "\u2028", "\x00", "\r\n"]),
+)
+HUGE = st.sampled_from(
+    ["x" * 200_000, 10**40, -(10**40), 1e308, -1e308, float("inf"), float("nan")]
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), TEXT, HUGE
+)
+
+
+def json_like(leaf: st.SearchStrategy[Any] = SCALARS) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaf,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+ANY = json_like()
+
+
+class Counter:
+    """Counts examples actually run, so the report can quote real numbers."""
+
+    runs: dict[str, int] = {}  # noqa: RUF012 - shared tally on purpose
+
+    @classmethod
+    def tick(cls, name: str) -> None:
+        cls.runs[name] = cls.runs.get(name, 0) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts() -> Any:
+    yield
+    print(f"\nhypothesis examples run: {Counter.runs}")
+
+
+# -- config ---------------------------------------------------------------------------------
+
+KEYS = [k.name for k in CONFIG_KEYS] + ["model", "instance_id"]
+GOOD = {
+    "base_url": st.sampled_from(
+        ["http://127.0.0.1:8080/v1", "https://h.example/v1", "http://10.0.0.5/v1"]
+    ),
+    "timeout": st.floats(0.1, 600),
+    "verify": st.booleans(),
+}
+
+
+@st.composite
+def configs(draw: Callable[..., Any]) -> Any:
+    shape = draw(st.sampled_from(["mapping", "mapping", "mapping", "other"]))
+    if shape == "other":
+        return draw(ANY | st.builds(object) | st.binary())
+    out: dict[Any, Any] = {}
+    for key in draw(st.lists(st.sampled_from(KEYS) | TEXT, max_size=8)):
+        good = GOOD.get(key) if isinstance(key, str) else None
+        out[key] = draw(good | ANY if good is not None else ANY)
+    return out
+
+
+@settings(COMMON, max_examples=CONFIG_EXAMPLES)
+@given(config=configs(), base_url=st.none() | ANY, api_key=st.none() | ANY)
+def test_any_config_gives_a_provider_or_configuration_error(
+    config: Any, base_url: Any, api_key: Any
+) -> None:
+    Counter.tick("config")
+    try:
+        provider = ChatCompletionsProvider(base_url=base_url, api_key=api_key, config=config)
+    except ConfigurationError:
+        return
+    provider.get_info()
+    repr(provider)
+    repr(provider.config)
+
+
+# -- server replies ---------------------------------------------------------------------------
+
+FIELD = st.one_of(ANY, st.sampled_from([None, "", "stop", "length", "tool_calls"]))
+
+
+@st.composite
+def tool_deltas(draw: Callable[..., Any]) -> Any:
+    call: dict[str, Any] = {}
+    for key, value in (
+        ("index", st.integers(-2, 3) | ANY),
+        ("id", TEXT | ANY),
+        ("type", st.just("function") | ANY),
+        (
+            "function",
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": TEXT | ANY,
+                    "arguments": st.sampled_from(['{"a": 1}', '{"a"', "}", "", "[1]"]) | ANY,
+                },
+            )
+            | ANY,
+        ),
+    ):
+        if draw(st.booleans()):
+            call[key] = draw(value)
+    return call
+
+
+@st.composite
+def messages_like(draw: Callable[..., Any]) -> Any:
+    msg: dict[str, Any] = {}
+    for key, value in (
+        ("role", st.just("assistant") | ANY),
+        ("content", TEXT | ANY),
+        ("reasoning_content", TEXT | ANY),
+        ("reasoning", TEXT | ANY),
+        ("tool_calls", st.lists(tool_deltas(), max_size=3) | ANY),
+        ("function_call", ANY),
+    ):
+        if draw(st.booleans()):
+            msg[key] = draw(value)
+    return msg
+
+
+@st.composite
+def chunks(draw: Callable[..., Any], key: str = "delta") -> Any:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(ANY)  # not even an object
+    obj: dict[str, Any] = {}
+    if draw(st.booleans()):
+        choice: dict[str, Any] = {}
+        for k, v in (
+            ("index", st.just(0) | ANY),
+            (key, messages_like() | ANY),
+            ("finish_reason", FIELD),
+        ):
+            if draw(st.booleans()):
+                choice[k] = draw(v)
+        obj["choices"] = draw(st.sampled_from([[choice], [], [choice, choice]]) | ANY)
+    for k, v in (
+        ("id", TEXT | ANY),
+        ("model", TEXT | ANY),
+        ("usage", st.fixed_dictionaries({}, optional={"prompt_tokens": ANY, "completion_tokens": ANY}) | ANY),
+        ("error", ANY),
+        ("object", st.sampled_from(["error", "chat.completion.chunk"]) | ANY),
+    ):
+        if draw(st.integers(0, 3)) == 0:
+            obj[k] = draw(v)
+    return obj
+
+
+def _sse(events: list[Any]) -> bytes:
+    out = []
+    for event in events:
+        if isinstance(event, bytes):
+            out.append(b"data: " + event + b"\n\n")  # raw, possibly invalid bytes
+        else:
+            text = json.dumps(event, ensure_ascii=False)
+            out.append(b"data: " + text.encode("utf-8", "surrogatepass") + b"\n\n")
+    return b"".join(out)
+
+
+async def _complete_against(
+    reply: httpx.Response, request: ChatRequest | None = None, **config: Any
+) -> tuple[ChatResponse | LLMError, list[httpx.Request]]:
+    provider = ChatCompletionsProvider(config={"base_url": BASE, **QUICK, **config})
+    try:
+        with respx.mock(assert_all_called=False) as mock:
+            route = mock.post(f"{BASE}/chat/completions").mock(return_value=reply)
+            async with asyncio.timeout(10):
+                try:
+                    result: ChatResponse | LLMError = await provider.complete(
+                        request or ChatRequest(messages=[Message(role="user", content="hi")])
+                    )
+                except LLMError as err:
+                    result = err
+            return result, [call.request for call in route.calls]
+    finally:
+        await provider.close()
+
+
+def _check_result(result: ChatResponse | LLMError) -> None:
+    assert isinstance(result, ChatResponse | LLMError), type(result)
+    if isinstance(result, ChatResponse):
+        # A response the host can render: content blocks and text are reachable.
+        _ = result.text, result.content_blocks, result.tool_calls
+
+
+@settings(COMMON, max_examples=STREAM_EXAMPLES)
+@given(
+    events=st.lists(chunks() | st.binary(max_size=30), max_size=8),
+    finish=st.booleans(),
+    done=st.booleans(),
+)
+def test_random_stream_chunks_give_response_or_llm_error(
+    events: list[Any], finish: bool, done: bool
+) -> None:
+    Counter.tick("stream")
+    if finish:
+        events = [*events, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+    body = _sse(events) + (b"data: [DONE]\n\n" if done else b"")
+    reply = httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    result, _ = asyncio.run(_complete_against(reply))
+    _check_result(result)
+
+
+@settings(COMMON, max_examples=BODY_EXAMPLES)
+@given(
+    body=chunks(key="message") | st.binary(max_size=40),
+    status=st.sampled_from([200, 200, 200, 400, 404, 413, 422, 429, 500, 503]),
+    content_type=st.sampled_from(["application/json", "text/html", "text/plain", ""]),
+    retry_after=st.none() | TEXT | st.sampled_from(["5", "-1", "1e9", "nan", "Wed, 21 Oct"]),
+)
+def test_random_bodies_give_response_or_llm_error(
+    body: Any, status: int, content_type: str, retry_after: Any
+) -> None:
+    Counter.tick("body")
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": content_type} if content_type else {}
+    if retry_after is not None and retry_after.isprintable() and retry_after.isascii():
+        headers["retry-after"] = retry_after
+    reply = httpx.Response(status, content=content, headers=headers)
+    result, _ = asyncio.run(_complete_against(reply, use_streaming=False))
+    _check_result(result)
+
+
+# -- messages from Amplifier --------------------------------------------------------------------
+
+BLOCK_TYPES = ["text", "thinking", "tool_call", "tool_result", "image", "redacted_thinking", "x"]
+
+
+@st.composite
+def blocks(draw: Callable[..., Any]) -> Any:
+    kind = draw(st.sampled_from(["model", "dict", "none", "junk"]))
+    if kind == "none":
+        return None
+    if kind == "junk":
+        return draw(ANY)
+    if kind == "dict":
+        block = {"type": draw(st.sampled_from(BLOCK_TYPES) | ANY)}
+        for key in draw(st.lists(st.sampled_from(["text", "id", "name", "input", "output", "tool_call_id", "source"]))):
+            block[key] = draw(ANY)
+        return block
+    # Pydantic blocks built without validation: None where a str belongs, etc.
+    maker = draw(st.sampled_from([TextBlock, ThinkingBlock, ToolCallBlock, ToolResultBlock]))
+    fields: dict[str, Any] = {}
+    for name in maker.model_fields:
+        if name != "type" and draw(st.booleans()):
+            fields[name] = draw(ANY | st.just(None) | st.just("x" * 1_000_000))
+    return maker.model_construct(**fields)
+
+
+@st.composite
+def messages(draw: Callable[..., Any]) -> Any:
+    role = draw(
+        st.sampled_from(["user", "assistant", "tool", "system", "developer", "function"])
+        | ANY
+    )
+    content = draw(st.lists(blocks(), max_size=4) | TEXT | ANY | st.just([]))
+    extra = {}
+    for key in ("name", "tool_call_id", "tool_calls"):
+        if draw(st.booleans()):
+            extra[key] = draw(ANY)
+    return Message.model_construct(role=role, content=content, **extra)
+
+
+@settings(COMMON, max_examples=MESSAGE_EXAMPLES)
+@given(msgs=st.lists(messages() | st.none(), max_size=5))
+def test_unusual_messages_give_valid_request_or_clear_error(msgs: list[Any]) -> None:
+    Counter.tick("messages")
+    request = ChatRequest.model_construct(messages=msgs)
+    reply = httpx.Response(
+        200,
+        json={"choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]},
+    )
+    result, sent = asyncio.run(_complete_against(reply, request, use_streaming=False))
+    if isinstance(result, LLMError):
+        assert not sent or isinstance(result, InvalidRequestError), result
+        if not sent:
+            # Rejected before sending: the message says which message and why.
+            assert isinstance(result, InvalidRequestError), repr(result)
+            assert "message" in str(result)
+        return
+    assert isinstance(result, ChatResponse)
+    (request_sent,) = sent
+    body = json.loads(request_sent.content.decode("utf-8"))  # strict UTF-8, valid JSON
+    assert isinstance(body["messages"], list)

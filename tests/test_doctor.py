@@ -1,0 +1,140 @@
+"""The doctor against replica servers (real local HTTP) and a dead URL, via the CLI too."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from replicas.dialects import STRICT_FASTAPI, VLLM_NO_AUTO_TOOLS, Dialect
+from replicas.replica import Replica
+
+from amplifier_module_provider_chat_completions.__main__ import main
+from amplifier_module_provider_chat_completions.doctor import render, run_doctor
+
+# What each doctor probe asks for, in order, so a replica can answer like a capable model.
+PROBE_SCENARIOS = (
+    "text",  # plain chat
+    "text",  # streaming (+ streamed usage)
+    "tool_call",
+    "tool_call",  # streamed
+    "tool_calls_parallel",
+    "text",  # JSON mode
+    "text",  # JSON schema
+    "reasoning",
+)
+
+
+@pytest.fixture
+def start() -> Iterator[Any]:
+    started: list[Replica] = []
+
+    def _start(dialect: Dialect | str, scenario: str = "text", **kw: Any) -> Replica:
+        server = Replica(dialect, scenario, **kw).start()
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+def statuses(report: Any) -> dict[str, str]:
+    return {c.feature: c.status for c in report.checks}
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there any more
+
+
+async def test_capable_vllm_report(start):
+    server = start("vllm")
+    server.queue(*PROBE_SCENARIOS)
+    report = await run_doctor(server.base_url, timeout=10)
+    assert report.error is None
+    assert report.server == "vllm"
+    assert report.model == "Qwen/Qwen3-8B" and report.context_window == 32768
+    assert statuses(report) == {
+        "plain chat": "ok",
+        "streaming": "ok",
+        "streamed usage": "ok",
+        "tool calls": "ok",
+        "tool calls (streamed)": "ok",
+        "parallel tool calls": "ok",
+        "JSON mode": "fail",  # the replica answers "Hello world", not JSON
+        "JSON schema": "fail",
+        "reasoning field": "ok",
+    }
+    assert report.chat_works
+    # every probe is small and not retried
+    bodies = [r.body for r in server.chat_requests]
+    assert len(bodies) == len(PROBE_SCENARIOS)
+    assert all(b["max_tokens"] <= 256 for b in bodies)
+    text = render(report)
+    assert "vLLM" in text and "32768 tokens" in text and "chat works" in text
+
+
+async def test_vllm_without_tool_parser_names_the_flags(start):
+    server = start(VLLM_NO_AUTO_TOOLS)
+    report = await run_doctor(server.base_url, timeout=10)
+    tools = next(c for c in report.checks if c.feature == "tool calls")
+    assert tools.status == "fail"
+    assert "--enable-auto-tool-choice --tool-call-parser" in tools.fix
+    assert report.chat_works
+
+
+async def test_strict_server_heals_and_the_report_says_so(start):
+    server = start(STRICT_FASTAPI)
+    report = await run_doctor(server.base_url, timeout=10)
+    assert report.chat_works
+    assert any("stream_options" in note for note in report.notes)
+    assert statuses(report)["streaming"] in ("ok", "warn")
+
+
+async def test_lmstudio_json_mode_is_sent_in_its_shape(start):
+    server = start("lmstudio")
+    report = await run_doctor(server.base_url, timeout=10)
+    assert report.server == "lmstudio" and report.context_window == 4096
+    formats = [r.body.get("response_format") for r in server.chat_requests]
+    assert {"type": "json_object"} not in formats
+    assert any(f and f["type"] == "json_schema" for f in formats)
+
+
+async def test_server_that_drops_response_format_is_a_warning(start):
+    server = start("ampify")
+    report = await run_doctor(server.base_url, timeout=10)
+    assert statuses(report)["JSON mode"] == "warn"
+
+
+async def test_dead_url_is_one_clear_error():
+    report = await run_doctor(dead_url(), timeout=5)
+    assert report.error is not None and "connect" in report.error
+    assert not report.chat_works
+    assert render(report).count("\n") == 0
+
+
+def test_cli_exit_codes_and_json(start, capsys):
+    server = start("llamacpp")
+    assert main(["doctor", "--base-url", server.base_url, "--timeout", "10", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["server"] == "llamacpp"
+    assert data["version"] == "b6500-abcdef0"
+    assert data["context_window"] == 8192  # runtime n_ctx, not n_ctx_train
+
+    assert main(["doctor", "--base-url", dead_url(), "--timeout", "5"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_cli_bad_key_is_one_line(start, capsys):
+    server = start("vllm", api_key="right")
+    assert main(["doctor", "--base-url", server.base_url, "--api-key", "wrong"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "api_key" in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
