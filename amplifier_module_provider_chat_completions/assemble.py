@@ -456,15 +456,26 @@ class ResponseAssembler:
     def _content(self, content: str, events: list[BlockEvent] | None) -> None:
         """Message text: think splitting, then text tool-call scanning, then text."""
         splitter = self._splitter
-        if splitter is None:
-            self._text(content, events)
+        if splitter is not None:
+            self._raw.append(content)
+            pieces = splitter.feed(content)
+            if len(pieces) != 1 or pieces[0][0] != "text":
+                for kind, piece in pieces:
+                    if kind == "text":
+                        self._text(piece, events)
+                    else:
+                        self._content_thinking(piece, events)
+                return
+            content = pieces[0][1]
+        cur = self._cur
+        if self._scanner is None and cur is not None and cur.kind is _TEXT:
+            # Hot path: one more token of the open text block, no further calls.
+            cur.parts.append(content)
+            if events is not None:
+                events.append(BlockEvent("delta", cur.index, _TEXT, content, cur.seq))
+            cur.seq += 1
             return
-        self._raw.append(content)
-        for kind, piece in splitter.feed(content):
-            if kind == "text":
-                self._text(piece, events)
-            else:
-                self._content_thinking(piece, events)
+        self._text(content, events)
 
     def _text(self, text: str, events: list[BlockEvent] | None) -> None:
         scanner = self._scanner

@@ -139,6 +139,14 @@ def _without(detail: str, fix: str) -> str:
     return detail.replace(f"; {fix}", "") if fix else detail
 
 
+def _text_instead_fix(server_fix: str) -> str:
+    # The server took the tools, so its flags are likely fine: the model or template is not.
+    return (
+        "the server accepted the tools but the model replied in text: use a model whose chat "
+        f"template supports tool calling (if it does: {server_fix})"
+    )
+
+
 def _text(response: ChatResponse) -> str:
     return "".join(
         getattr(b, "text", "") or "" for b in response.content if getattr(b, "type", "") == "text"
@@ -334,7 +342,7 @@ async def _tool_check(
                 name,
                 "fail",
                 f"no tool call; the model answered {_text(response).strip()[:60]!r}",
-                fix,
+                _text_instead_fix(fix),
             )
         )
 
@@ -365,7 +373,7 @@ async def _parallel_check(call: Call, report: Report, fix: str) -> None:
             )
         )
     else:
-        report.checks.append(Check(name, "fail", "no tool call", fix))
+        report.checks.append(Check(name, "fail", "no tool call", _text_instead_fix(fix)))
 
 
 async def _json_check(call: Call, report: Report, name: str, fmt: Any) -> None:

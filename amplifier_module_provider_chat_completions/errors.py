@@ -78,7 +78,11 @@ CONTEXT_OVERFLOW_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 _ROLES_ALTERNATE = re.compile(r"roles must alternate", re.IGNORECASE)
-_UNSUPPORTED_TOOLS = re.compile(r"unsupported param:\s*tools", re.IGNORECASE)
+# llama.cpp without --jinja: old builds "Unsupported param: tools", current ones (HTTP 500)
+# "tools param requires --jinja flag".
+_UNSUPPORTED_TOOLS = re.compile(
+    r"unsupported param:\s*tools|tools param\w* requires --jinja", re.IGNORECASE
+)
 _QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"rate.?limit|too many requests|model is overloaded", re.IGNORECASE)
 # In-band errors with no status: these words mean the request itself is at fault.

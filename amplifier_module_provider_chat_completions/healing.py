@@ -57,8 +57,14 @@ _NAME_PATTERNS: tuple[re.Pattern[str], ...] = (
         re.I,
     ),
     # pydantic's text form: "seed\n  Extra inputs are not permitted" / "body.seed: Extra ..."
-    re.compile(r"(?:body\.)?(?P<names>\w+)['\"\]]?\s*[:\n]\s*extra inputs are not permitted", re.I),
+    # \b and a bounded \w: an unbounded \w+ here backtracks quadratically on a long word.
+    re.compile(
+        r"(?:body\.)?\b(?P<names>\w{1,64})['\"\]]?\s*[:\n]\s*extra inputs are not permitted",
+        re.I,
+    ),
 )
+# Rejections name their fields early; scanning a huge hostile body would block the loop.
+_MAX_SCAN = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,7 @@ def _detail_names(parsed: Any) -> list[str]:
 
 
 def _text_names(text: str) -> list[str]:
+    text = text[:_MAX_SCAN]
     names: list[str] = []
     for pattern in _NAME_PATTERNS:
         for match in pattern.finditer(text):

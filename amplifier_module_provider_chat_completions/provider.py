@@ -33,7 +33,7 @@ from . import events as ev
 from .arguments import ArgumentsError
 from .assemble import InBandError, ResponseAssembler
 from .config import ProviderConfig, parse_config
-from .convert import build_request_body, dumps_body
+from .convert import ConversionError, build_request_body, dumps_body
 from .errors import describe_body, error_from_exception, error_from_payload
 from .events import EventSink, StreamEmitter, usage_payload
 from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
@@ -98,7 +98,16 @@ class ChatCompletionsProvider:
         coordinator: Any = None,
         **_ignored: Any,
     ) -> None:
-        merged: dict[str, Any] = dict(config or {})
+        if config is not None and not isinstance(config, Mapping):
+            # parse_config reports the wrong shape as a ConfigurationError (dict() would
+            # raise TypeError/ValueError instead).
+            parse_config(config, require_base_url=False)
+        try:
+            merged: dict[str, Any] = dict(config or {})
+        except Exception as exc:  # a Mapping whose methods raise
+            raise ConfigurationError(
+                f"invalid provider config: could not read settings ({type(exc).__name__})"
+            ) from exc
         if base_url and not merged.get("base_url"):
             merged["base_url"] = base_url
         if api_key and not merged.get("api_key"):
@@ -222,8 +231,18 @@ class ChatCompletionsProvider:
         stream = cfg.use_streaming and metadata.get("stream") is not False
         model = request.model or cfg.default_model
 
-        body = build_request_body(request, cfg, stream=stream)
-        body["messages"], repaired, dropped = repair_tool_sequence(body["messages"])
+        try:
+            body = build_request_body(request, cfg, stream=stream)
+            body["messages"], repaired, dropped = repair_tool_sequence(body["messages"])
+        except ConversionError as exc:
+            # Names the message index; never retried (the same history fails the same way).
+            raise InvalidRequestError(str(exc), provider=self.name, model=model) from exc
+        except Exception as exc:
+            raise InvalidRequestError(
+                f"cannot build the request from these messages: {type(exc).__name__}: {exc}",
+                provider=self.name,
+                model=model,
+            ) from exc
         if repaired or dropped:
             await self._events.emit(
                 ev.TOOL_SEQUENCE_REPAIRED,

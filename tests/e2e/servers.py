@@ -76,6 +76,8 @@ class LlamaServer:
         self.log_path = self.log_dir / "llama-server.log"
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        # Set when the process is found already dead at stop(): it crashed or exited by itself.
+        self.died_with: int | None = None
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -167,7 +169,10 @@ class LlamaServer:
 
     def _terminate(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self.died_with = proc.returncode
             return
         proc.terminate()
         try:

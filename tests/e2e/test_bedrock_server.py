@@ -50,12 +50,12 @@ WEATHER = ToolSpec(
 
 
 async def provider_for(
-    coordinator: Any, server: BedrockServer, stream: bool, **config: Any
+    coordinator: Any, bedrock: BedrockServer, stream: bool, **config: Any
 ) -> ChatCompletionsProvider:
     cleanup = await mount(
         coordinator,
         {
-            "base_url": server.base_url,
+            "base_url": bedrock.base_url,
             "api_key": BEDROCK_API_KEY,
             "default_model": MODEL,
             "use_streaming": stream,
@@ -105,7 +105,8 @@ async def test_text(coordinator: Any, bedrock_server: BedrockServer, stream: boo
     else:
         assert not stream_events(events)
         assert response.usage is not None
-        assert response.usage.output_tokens == 2  # "Hello", " world": llama-server's count
+        # llama-server's own count: "Hello", " world" and the end-of-turn token.
+        assert response.usage.output_tokens == 3
         assert response.usage.input_tokens > 0
     [done] = coordinator.hooks.named("llm:response")
     assert done["status"] == "ok"
@@ -144,13 +145,13 @@ def _tool_request() -> ChatRequest:
 
 
 async def _failed_tool_call(
-    coordinator: Any, server: BedrockServer, stream: bool, **config: Any
+    coordinator: Any, bedrock: BedrockServer, stream: bool, **config: Any
 ) -> tuple[LLMError, list[str]]:
-    before = len(server.chat_requests_logged())
-    provider = await provider_for(coordinator, server, stream, **config)
+    before = len(bedrock.chat_requests_logged())
+    provider = await provider_for(coordinator, bedrock, stream, **config)
     with pytest.raises(LLMError) as info:
         await provider.complete(_tool_request())
-    return info.value, requests_since(server, before)
+    return info.value, requests_since(bedrock, before)
 
 
 @pytest.mark.parametrize(

@@ -92,9 +92,10 @@ async def test_text_with_usage(coordinator: Any, litellm_proxy: LiteLLMProxy, st
     assert response.finish_reason == "stop"
     # Streaming: from LiteLLM's usage chunk (choices: [{"index": 0, "delta": {}}]).
     assert response.usage is not None
-    assert response.usage.output_tokens == 2  # "Hello", " world": llama-server's count
+    # llama-server's own count: "Hello", " world" and the end-of-turn token.
+    assert response.usage.output_tokens == 3
     assert response.usage.input_tokens > 0
-    assert response.usage.total_tokens == response.usage.input_tokens + 2
+    assert response.usage.total_tokens == response.usage.input_tokens + 3
     lines = requests_since(litellm_proxy, before)
     assert len(lines) == 1 and lines[0].endswith("200 OK"), lines
     events = coordinator.hooks.events
