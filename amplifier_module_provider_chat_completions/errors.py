@@ -167,13 +167,34 @@ def _describe_json(obj: object) -> str:
     return _compact(obj)
 
 
+# Linear-time HTML reading: `.*?</title>`-style patterns rescan the rest of the page for
+# every opening tag, and a hostile 200 KB page then blocked the event loop for a minute.
+_MAX_HTML_SCAN = 65_536
+_TITLE_OPEN = re.compile(r"<title[^<>]*>", re.IGNORECASE)
+_BLOCK_OPEN = re.compile(r"<(script|style|head)\b", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>")
+
+
 def _describe_html(text: str) -> str:
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title and title.group(1).strip():
-        return html.unescape(title.group(1))
-    body = re.sub(r"<(script|style|head)[^>]*>.*?</\1>", " ", text, flags=re.I | re.S)
-    body = re.sub(r"<[^>]+>", " ", body)
-    return html.unescape(body)
+    text = text[:_MAX_HTML_SCAN]
+    low = text.lower()
+    title = _TITLE_OPEN.search(text)
+    if title:
+        end = low.find("</title", title.end())
+        if end >= 0 and text[title.end() : end].strip():
+            return html.unescape(text[title.end() : end])
+    kept: list[str] = []
+    pos = 0
+    while (block := _BLOCK_OPEN.search(text, pos)) is not None:
+        close = low.find("</" + block.group(1).lower(), block.end())
+        if close < 0:
+            break
+        kept.append(text[pos : block.start()])
+        kept.append(" ")
+        gt = low.find(">", close)
+        pos = len(text) if gt < 0 else gt + 1
+    kept.append(text[pos:])
+    return html.unescape(_TAG.sub(" ", "".join(kept)))
 
 
 def describe_body(body_text: str) -> str:

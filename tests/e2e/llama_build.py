@@ -417,6 +417,17 @@ def _build_model(
     progress(f"model ready in {time.monotonic() - t0:.1f}s ({size_mb:.0f} MB): {arts.model}")
 
 
+def _remove_leftovers(base: Path, progress: _Progress) -> None:
+    """Delete what a killed builder left behind (only called while holding the lock)."""
+    stale = [*base.glob("build-*"), *(base / "model").glob(".*.tmp")]
+    for path in stale:
+        progress(f"removing a leftover of an interrupted build: {path}")
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaArtifacts:
     """Return the cached llama-server and model, building whatever is missing.
 
@@ -437,6 +448,7 @@ def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaAr
     base = cache_dir()
     base.mkdir(parents=True, exist_ok=True)
     with _file_lock(base / ".lock", progress):
+        _remove_leftovers(base, progress)
         logs = base / "logs"
         logs.mkdir(exist_ok=True)
         arts = _artifacts(base, script)

@@ -76,7 +76,7 @@ def test_chat_completion_says_hello_world(llama_server: LlamaServer) -> None:
     assert choice["message"]["content"] == "Hello world"
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
-    assert usage["completion_tokens"] == 2  # "Hello", " world" (EOS is not counted)
+    assert usage["completion_tokens"] == 3  # "Hello", " world" and the EOS token
     assert usage["prompt_tokens"] > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 

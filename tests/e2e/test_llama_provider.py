@@ -1,0 +1,297 @@
+"""The real provider (mount + complete) against a real llama.cpp llama-server.
+
+The server runs the tiny scripted model (see llama_build.py): a plain chat answers
+"Hello world" (3 completion tokens: "Hello", " world", end of turn); with tools and
+``tool_choice: "required"`` llama-server's grammar makes it emit one ``get_weather`` call
+whose ``city`` string is arbitrary; with a JSON schema the grammar forces a matching object.
+Wire facts: tests/e2e/captures/llama_server_11434.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from amplifier_core.llm_errors import AuthenticationError, ContextLengthError
+from amplifier_core.message_models import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ResponseFormatJsonSchema,
+    TextBlock,
+    ToolCallBlock,
+    ToolResultBlock,
+    ToolSpec,
+)
+from stream_contract import assert_stream_contract, stream_events, streamed_text
+
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
+
+from .conftest import E2E_API_KEY
+from .servers import LlamaServer
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
+MODES = pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the current weather for a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+OVERFLOW_LOG_LINE = "exceeds the available context size"
+
+MakeProvider = Callable[..., Awaitable[ChatCompletionsProvider]]
+
+
+@pytest.fixture
+async def make_provider(coordinator: Any) -> AsyncIterator[MakeProvider]:
+    """mount() a provider for a server (once per test); its cleanup runs at teardown."""
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def make(server: LlamaServer, stream: bool, **config: Any) -> ChatCompletionsProvider:
+        cleanup = await mount(
+            coordinator,
+            {
+                "base_url": server.base_url,
+                "use_streaming": stream,
+                "timeout": 120,
+                **FAST,
+                **config,
+            },
+        )
+        assert cleanup is not None
+        cleanups.append(cleanup)
+        return coordinator.mounted["providers"]["chat-completions"]
+
+    yield make
+    for cleanup in cleanups:
+        await cleanup()
+
+
+def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content=text)], **extra)
+
+
+def log_count(server: LlamaServer, needle: str) -> int:
+    return server.log_text().count(needle)
+
+
+def wait_log_count(server: LlamaServer, needle: str, expect: int) -> int:
+    """The count of ``needle`` in the server log once it reaches ``expect`` and settles."""
+    deadline = time.monotonic() + 10
+    while log_count(server, needle) < expect and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything extra (a retry) would show up by now
+    return log_count(server, needle)
+
+
+def names(coordinator: Any, prefix: str) -> list[str]:
+    return coordinator.hooks.names(prefix)
+
+
+# -- plain text and usage ---------------------------------------------------------------
+
+
+@MODES
+async def test_text_and_usage(
+    coordinator: Any, llama_server: LlamaServer, make_provider: MakeProvider, stream: bool
+) -> None:
+    provider = await make_provider(llama_server, stream)
+    response = await provider.complete(ask())
+
+    assert response.text == "Hello world"
+    assert response.finish_reason == "stop"
+    assert not response.tool_calls
+    usage = response.usage
+    assert usage is not None
+    assert usage.output_tokens == 3  # "Hello", " world" and the end-of-turn token
+    assert usage.input_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+
+    events = coordinator.hooks.events
+    if stream:
+        assert_stream_contract(events)
+        assert streamed_text(events) == "Hello world"
+    else:
+        assert not stream_events(events)
+    [done] = coordinator.hooks.named("llm:response")
+    assert done["status"] == "ok"
+    assert done["usage"]["input"] == usage.input_tokens
+    assert done["usage"]["output"] == 3
+    assert not names(coordinator, "provider:retry")
+
+
+async def test_live_stream_events_arrive_before_the_response(
+    coordinator: Any, llama_server: LlamaServer, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider(llama_server, True)
+    await provider.complete(ask())
+    order = [name for name, _ in coordinator.hooks.events]
+    assert order[0] == "llm:request"
+    assert order[-1] == "llm:response"
+    deltas = coordinator.hooks.named("llm:stream_block_delta")
+    # One delta per token as llama-server streams them, in sequence.
+    assert [d["text"] for d in deltas] == ["Hello", " world"]
+    assert [d["sequence"] for d in deltas] == [0, 1]
+    [start] = coordinator.hooks.named("llm:stream_block_start")
+    assert start["block_type"] == "text" and start["block_index"] == 0
+    [request] = coordinator.hooks.named("llm:request")
+    assert {d["request_id"] for d in deltas} == {request["request_id"]}
+
+
+# -- tool calls ---------------------------------------------------------------------------
+
+
+def _only_weather_call(response: ChatResponse) -> ToolCallBlock:
+    assert response.finish_reason == "tool_calls"
+    calls = response.tool_calls or []
+    assert [c.name for c in calls] == ["get_weather"]
+    call = calls[0]
+    assert call.id
+    assert set(call.arguments) == {"city"}  # the grammar follows the schema
+    assert isinstance(call.arguments["city"], str)
+    return ToolCallBlock(id=call.id, name=call.name, input=call.arguments)
+
+
+@MODES
+async def test_tool_call_required_and_round_trip(
+    coordinator: Any, llama_server: LlamaServer, make_provider: MakeProvider, stream: bool
+) -> None:
+    provider = await make_provider(llama_server, stream)
+    question = Message(role="user", content="What is the weather in Paris?")
+    first = await provider.complete(
+        ChatRequest(messages=[question], tools=[WEATHER], tool_choice="required")
+    )
+    call = _only_weather_call(first)
+    if stream:
+        events = coordinator.hooks.events
+        assert_stream_contract(events)
+        starts = coordinator.hooks.named("llm:stream_block_start")
+        assert [s["name"] for s in starts if s["block_type"] == "tool_use"] == ["get_weather"]
+
+    # The full round trip: the call and its result go back; the model answers in text.
+    assistant_blocks: list[Any] = [TextBlock(text=first.text)] if first.text else []
+    second = await provider.complete(
+        ChatRequest(
+            messages=[
+                question,
+                Message(role="assistant", content=[*assistant_blocks, call]),
+                Message(
+                    role="tool",
+                    content=[ToolResultBlock(tool_call_id=call.id, output="Sunny, 21 C")],
+                ),
+            ],
+            tools=[WEATHER],
+        )
+    )
+    assert second.text == "Hello world"
+    assert second.finish_reason == "stop"
+    assert not second.tool_calls
+    assert not names(coordinator, "provider:tool_sequence_repaired")
+    assert not names(coordinator, "provider:retry")
+    assert [e["status"] for e in coordinator.hooks.named("llm:response")] == ["ok", "ok"]
+
+
+# -- JSON schema ---------------------------------------------------------------------------
+
+
+@MODES
+async def test_json_schema(
+    llama_server: LlamaServer, make_provider: MakeProvider, stream: bool
+) -> None:
+    provider = await make_provider(llama_server, stream)
+    response = await provider.complete(
+        ask(
+            "Give me a person as JSON",
+            response_format=ResponseFormatJsonSchema(json_schema=PERSON_SCHEMA, strict=True),
+        )
+    )
+    data = json.loads(response.text)
+    assert set(data) == {"name", "age"}
+    assert isinstance(data["name"], str)
+    assert isinstance(data["age"], int)
+    assert response.degradation is None  # the server got the schema as asked
+
+
+# -- models and context window --------------------------------------------------------------
+
+
+async def test_list_models_and_context_window(
+    llama_server: LlamaServer, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider(llama_server, True)
+    models = await provider.list_models()
+    assert len(models) == 1
+    [model] = models
+    # llama-server names the model by its file path; -c 4096 over -np 2 slots gives each
+    # request 2048 tokens, which /v1/models states as meta.n_ctx.
+    assert model.id.endswith(".gguf")
+    assert model.context_window == 2048
+    info = await provider.get_model_info()
+    assert info is not None
+    assert info.context_window == 2048
+    assert (await provider.server_profile()).key == "llamacpp"
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@MODES
+async def test_over_context_prompt_is_context_length_error_without_retry(
+    coordinator: Any, llama_server: LlamaServer, make_provider: MakeProvider, stream: bool
+) -> None:
+    provider = await make_provider(llama_server, stream, max_retries=3)
+    await provider.server_profile()  # detection GETs happen before counting
+    before = log_count(llama_server, OVERFLOW_LOG_LINE)
+    with pytest.raises(ContextLengthError) as info:
+        await provider.complete(ask("hello " * 6000))
+    assert info.value.status_code == 400
+    assert info.value.retryable is False
+    # Exactly one request reached the server: no retry, no self-healing resend.
+    assert wait_log_count(llama_server, OVERFLOW_LOG_LINE, before + 1) == before + 1
+    assert not names(coordinator, "provider:retry")
+    [done] = coordinator.hooks.named("llm:response")
+    assert done["status"] == "error"
+    assert done["error"]["type"] == "ContextLengthError"
+
+
+@MODES
+async def test_wrong_api_key_is_authentication_error_without_retry(
+    coordinator: Any,
+    llama_server_with_key: LlamaServer,
+    make_provider: MakeProvider,
+    stream: bool,
+) -> None:
+    wrong = "sk-wrong-e2e-key-0123456789"
+    provider = await make_provider(llama_server_with_key, stream, api_key=wrong, max_retries=3)
+    with pytest.raises(AuthenticationError) as info:
+        await provider.complete(ask())
+    assert info.value.status_code == 401
+    assert info.value.retryable is False
+    assert wrong not in str(info.value)
+    assert not names(coordinator, "provider:retry")
+    [done] = coordinator.hooks.named("llm:response")
+    assert done["status"] == "error"
+
+
+@MODES
+async def test_right_api_key_works(
+    llama_server_with_key: LlamaServer, make_provider: MakeProvider, stream: bool
+) -> None:
+    provider = await make_provider(llama_server_with_key, stream, api_key=E2E_API_KEY)
+    response = await provider.complete(ask())
+    assert response.text == "Hello world"
