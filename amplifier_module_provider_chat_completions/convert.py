@@ -108,7 +108,10 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    try:  # orjson: one pass straight to UTF-8, several times faster per history call
+        return orjson.dumps(value, default=_json_default).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def serialize_tool_output(output: Any) -> str:

@@ -119,8 +119,10 @@ def test_any_config_gives_a_provider_or_configuration_error(
     Counter.tick("config")
     try:
         provider = ChatCompletionsProvider(base_url=base_url, api_key=api_key, config=config)
-    except ConfigurationError:
+    except ConfigurationError as err:
+        Counter.outcome("config", err)
         return
+    Counter.outcome("config", provider)
     provider.get_info()
     repr(provider)
     repr(provider.config)
@@ -330,17 +332,40 @@ def blocks(draw: Callable[..., Any]) -> Any:
     return maker.model_construct(**fields)
 
 
+ODD_TEXT = st.one_of(
+    TEXT, st.sampled_from(["", "x" * 1_000_000, "\ud800 lone", "\x00\x1f", "\u2028"])
+)
+
+
+@st.composite
+def plausible_blocks(draw: Callable[..., Any]) -> Any:
+    """Blocks a real session produces, with odd values: lone surrogates, huge tool
+    output, empty text, unknown block types as dicts."""
+    kind = draw(st.sampled_from(["text", "thinking", "call", "result", "unknown", "image"]))
+    if kind == "text":
+        return TextBlock(text=draw(ODD_TEXT))
+    if kind == "thinking":
+        return ThinkingBlock(thinking=draw(ODD_TEXT))
+    if kind == "call":
+        return ToolCallBlock(id=draw(ODD_TEXT), name=draw(ODD_TEXT), input=draw(st.dictionaries(TEXT, ANY, max_size=3)))
+    if kind == "result":
+        return ToolResultBlock(tool_call_id=draw(ODD_TEXT), output=draw(ANY | ODD_TEXT))
+    if kind == "image":
+        return {"type": "image", "source": draw(ANY)}
+    return {"type": draw(TEXT), "text": draw(ANY)}
+
+
 @st.composite
 def messages(draw: Callable[..., Any]) -> Any:
-    role = draw(
-        st.sampled_from(["user", "assistant", "tool", "system", "developer", "function"])
-        | ANY
-    )
-    content = draw(st.lists(blocks(), max_size=4) | TEXT | ANY | st.just([]))
+    plausible = draw(st.booleans())
+    roles = st.sampled_from(["user", "assistant", "tool", "system", "developer", "function"])
+    role = draw(roles if plausible else roles | ANY)
+    item = plausible_blocks() if plausible else blocks()
+    content = draw(st.lists(item, max_size=4) | ODD_TEXT | st.just([]) | (st.none() if plausible else ANY))
     extra = {}
     for key in ("name", "tool_call_id", "tool_calls"):
         if draw(st.booleans()):
-            extra[key] = draw(ANY)
+            extra[key] = draw((st.none() | ODD_TEXT) if plausible else ANY)
     return Message.model_construct(role=role, content=content, **extra)
 
 
