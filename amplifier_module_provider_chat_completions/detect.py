@@ -88,6 +88,10 @@ def follow_up(models_body: Any, headers: Mapping[str, str] | None = None) -> str
     # LiteLLM reports owned_by "openai" for every model it proxies.
     if entries and all(e.get("owned_by") == "openai" for e in entries):
         return "/v1/model/info"
+    # A FastAPI server that lists nothing recognisable: its OpenAPI title names it
+    # (open-bedrock-server 2.0.4 lists only upstream "gpt" models, often none).
+    if "uvicorn" in str((headers or {}).get("server", (headers or {}).get("Server", ""))).lower():
+        return "/openapi.json"
     return None
 
 
@@ -97,6 +101,12 @@ def classify_follow_up(path: str, body: Any) -> str | None:
         return None
     if path == "/info" and "model_id" in body and "max_total_tokens" in body:
         return "tgi"  # SERVERS: TGI /info
+    if path == "/openapi.json":
+        info = body.get("info")
+        title = info.get("title") if isinstance(info, Mapping) else None
+        if isinstance(title, str) and "bedrock" in title.lower():
+            return "amazon"  # real server: info.title "Open Bedrock Server API"
+        return None
     if path == "/v1/model/info" and isinstance(body.get("data"), list):
         data = body["data"]
         if any(isinstance(e, Mapping) and "litellm_params" in e for e in data):

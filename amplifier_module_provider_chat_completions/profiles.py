@@ -60,6 +60,9 @@ class ServerProfile:
     allowed_fields: frozenset[str] | None = None
     # What to tell the user when the server cannot do tools as started.
     tools_hint: str = ""
+    # True: the server's own tool-call path is broken, so a 5xx on a request with tools is
+    # a permanent failure, not worth a retry.
+    tools_fail_server_side: bool = False
     context_sources: tuple[ContextSource, ...] = ("models",)
     # A GET path (absolute from the server root when it starts with "/") and the JSON key
     # holding the server's version, for the doctor.
@@ -176,6 +179,7 @@ _PROFILES: tuple[ServerProfile, ...] = (
         named_tool_choice="emulate",
         tools_hint="open-bedrock-server 2.0.4 fails tool calls server-side; no client "
         "setting fixes that",
+        tools_fail_server_side=True,
         accepts_stream_options=False,
         accepts_parallel_tool_calls=False,
         accepts_seed=False,

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -284,6 +284,7 @@ class ChatCompletionsProvider:
                 return await self._post_once(transport, content, model, offered=offered)
             except LLMError as err:
                 self._fail_fast_on_long_retry_after(err)
+                self._fail_fast_on_broken_tool_path(err, profile, offered)
                 raise
 
         started = time.monotonic()
@@ -516,6 +517,19 @@ class ChatCompletionsProvider:
             initial_delay=cfg.min_retry_delay,
             max_delay=cfg.max_retry_delay,
         )
+
+    def _fail_fast_on_broken_tool_path(
+        self, err: LLMError, profile: ServerProfile, offered: Collection[str]
+    ) -> None:
+        """A server whose tool path is known broken fails the same way every time."""
+        if (
+            offered
+            and profile.tools_fail_server_side
+            and isinstance(err, ProviderUnavailableError)
+            and profile.tools_hint not in str(err)
+        ):
+            err.retryable = False
+            err.args = (f"the server failed on a tool-call request: {err} ({profile.tools_hint})",)
 
     def _fail_fast_on_long_retry_after(self, err: LLMError) -> None:
         """A Retry-After beyond max_retry_delay would stall the session: fail now."""

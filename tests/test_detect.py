@@ -259,3 +259,15 @@ async def test_hanging_models_endpoint_is_cut_short():
     finally:
         await provider.close()
     assert loop.time() - began < 10
+
+
+def test_real_open_bedrock_server_is_found_by_its_openapi_title():
+    # What open-bedrock-server 2.0.4 really answers in front of a non-"gpt" upstream.
+    headers = {"server": "uvicorn"}
+    body = {"object": "list", "data": []}
+    assert classify(body, headers) == "openai"
+    assert follow_up(body, headers) == "/openapi.json"
+    assert classify_follow_up("/openapi.json", {"info": {"title": "Open Bedrock Server API"}}) == (
+        "amazon"
+    )
+    assert classify_follow_up("/openapi.json", {"info": {"title": "FastAPI"}}) is None

@@ -158,17 +158,7 @@ async def _failed_tool_call(
     "stream",
     [
         pytest.param(True, id="stream"),
-        pytest.param(
-            False,
-            id="json",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "the Amazon server answers HTTP 500 for tool calls and errors._classify "
-                    "makes every 5xx (but 501) a retryable ProviderUnavailableError: 4 requests"
-                ),
-            ),
-        ),
+        pytest.param(False, id="json"),
     ],
 )
 async def test_tool_call_fails_once_without_retry(
@@ -191,14 +181,6 @@ async def test_tool_call_fails_once_without_retry(
     assert done["status"] == "error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "no profile mechanism turns a server-side tool failure into a non-retried error "
-        "carrying the profile's tools_hint (the amazon profile has the hint, nothing uses it "
-        "for 5xx / in-band errors)"
-    ),
-)
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 async def test_tool_call_failure_names_the_server_with_amazon_profile(
     coordinator: Any, bedrock_server: BedrockServer, stream: bool

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -369,8 +370,17 @@ def messages(draw: Callable[..., Any]) -> Any:
     return Message.model_construct(role=role, content=content, **extra)
 
 
+@st.composite
+def histories(draw: Callable[..., Any]) -> list[Any]:
+    msgs: list[Any] = draw(st.lists(messages(), max_size=5))
+    # A None message is rare: it rejects the whole request before anything is sent.
+    if draw(st.integers(0, 9)) == 7:  # not 0: hypothesis favours boundary values
+        msgs.insert(draw(st.integers(0, len(msgs))), None)
+    return msgs
+
+
 @settings(COMMON, max_examples=MESSAGE_EXAMPLES)
-@given(msgs=st.lists(messages() | st.none(), max_size=5))
+@given(msgs=histories())
 def test_unusual_messages_give_valid_request_or_clear_error(
     harness: Harness, msgs: list[Any]
 ) -> None:
@@ -393,3 +403,47 @@ def test_unusual_messages_give_valid_request_or_clear_error(
     (request_sent,) = sent
     body = json.loads(request_sent.content.decode("utf-8"))  # strict UTF-8, valid JSON
     assert isinstance(body["messages"], list)
+
+
+# -- the regressions the properties found, pinned -------------------------------------------
+
+
+@pytest.mark.parametrize("config", ["base_url=http://x", 3, [("base_url", "http://x/v1")], object()])
+def test_non_mapping_config_is_a_configuration_error(config: Any) -> None:
+    with pytest.raises(ConfigurationError, match="expected a mapping"):
+        ChatCompletionsProvider(config=config)
+
+
+def test_unconvertible_message_is_invalid_request_naming_it(harness: Harness) -> None:
+    request = ChatRequest.model_construct(
+        messages=[Message(role="user", content="hi"), Message.model_construct(role="tool", content="x")]
+    )
+    reply = httpx.Response(200, json={"choices": []})
+    result, sent = harness.complete(reply, request)
+    assert isinstance(result, InvalidRequestError), repr(result)
+    assert "message 1" in str(result) and "tool_call_id" in str(result)
+    assert not result.retryable and sent == []
+
+
+HOSTILE_BODIES = {
+    "titles": "<title" * 300_000,
+    "scripts": "<html>" + "<script" * 300_000,
+    "tags": "<h1" + "<" * 2_000_000,
+    "word": "x" * 2_000_000,
+    "pydantic-ish": "a" * 2_000_000 + ": extra inputs",
+}
+
+
+@pytest.mark.parametrize("status", [400, 502])
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+def test_huge_hostile_error_bodies_do_not_block_the_loop(
+    harness: Harness, name: str, status: int
+) -> None:
+    # Regexes over the body run synchronously: a quadratic one froze the loop for a minute
+    # (asyncio.timeout cannot interrupt it), so bound the wall time from outside.
+    reply = httpx.Response(status, text=HOSTILE_BODIES[name], headers={"content-type": "text/html"})
+    started = time.monotonic()
+    result, _ = harness.complete(reply, use_streaming=False)
+    assert isinstance(result, LLMError), result
+    assert time.monotonic() - started < 2.0
+    assert len(str(result)) < 600
