@@ -106,12 +106,35 @@ def _cap(text: str, limit: int = MAX_DETAIL) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def _scrub(text: str, api_key: str | None) -> str:
-    if api_key and len(api_key) >= 4 and api_key != "not-needed":
-        text = text.replace(api_key, "***")
+# The api_key, or several secrets (the key and credential-like header values).
+Secrets = str | tuple[str, ...] | None
+
+
+def _scrub(text: str, api_key: Secrets) -> str:
+    for secret in (api_key,) if isinstance(api_key, str) or api_key is None else api_key:
+        if secret and len(secret) >= 4 and secret != "not-needed":
+            text = text.replace(secret, "***")
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text
+
+
+def scrub_exception_chain(exc: BaseException | None, api_key: Secrets) -> None:
+    """Scrub secrets from the string args (and SDK `.message`) of `exc` and its causes, in
+    place: they end up in tracebacks when the host logs the mapped error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        try:
+            args = tuple(_scrub(a, api_key) if isinstance(a, str) else a for a in exc.args)
+            if args != exc.args:
+                exc.args = args
+            message = getattr(exc, "message", None)
+            if isinstance(message, str) and _scrub(message, api_key) != message:
+                exc.message = _scrub(message, api_key)  # type: ignore[attr-defined]
+        except Exception:  # an exotic exception type: leave it as it is
+            pass
+        exc = exc.__cause__ or exc.__context__
 
 
 def _compact(obj: object) -> str:
@@ -319,11 +342,11 @@ def error_from_response(
     *,
     provider: str,
     model: str | None,
-    api_key: str | None = None,
+    api_key: Secrets = None,
 ) -> LLMError:
     """Map one failed HTTP response (status, body, headers) to a kernel LLMError."""
     body_text = body_text if isinstance(body_text, str) else ""
-    detail = _scrub(describe_body(body_text), api_key)
+    detail = _scrub(describe_body(_scrub(body_text, api_key)), api_key)
     return _classify(
         status,
         detail,
@@ -354,7 +377,7 @@ def _payload_status(payload: object) -> int | None:
 
 
 def error_from_payload(
-    payload: object, *, provider: str, model: str | None, api_key: str | None = None
+    payload: object, *, provider: str, model: str | None, api_key: Secrets = None
 ) -> LLMError:
     """Map an in-band stream error (`{"error": {...}}` or `{"error": "text"}`).
 
@@ -365,7 +388,7 @@ def error_from_payload(
     validation, schema, ...), retryable otherwise (the server hiccupped mid-stream).
     """
     raw = _compact(payload)
-    detail = _scrub(_cap(_describe_json(payload)), api_key)
+    detail = _cap(_scrub(_describe_json(payload), api_key))
     status = _payload_status(payload)
     where = f"in-stream error{f' {status}' if status else ''} from {provider}"
     return _classify(status, detail, raw, None, provider=provider, model=model, where=where)
@@ -416,11 +439,11 @@ def _network_error(
     *,
     provider: str,
     model: str | None,
-    api_key: str | None,
+    api_key: Secrets,
     streaming_started: bool,
 ) -> LLMError:
     name = type(exc).__name__
-    detail = _scrub(_cap(str(exc)), api_key) or name
+    detail = _cap(_scrub(str(exc), api_key)) or name
     if "CERTIFICATE_VERIFY_FAILED" in detail:
         detail += "; set verify to a CA bundle path (or false for a trusted local server)"
     elif name == "ConnectError":
@@ -465,7 +488,7 @@ def error_from_exception(
     provider: str,
     model: str | None,
     timeout: float | None,
-    api_key: str | None = None,
+    api_key: Secrets = None,
     streaming_started: bool = False,
 ) -> LLMError:
     """Map an httpx/httpx2/openai/asyncio exception to an LLMError with __cause__ set.
@@ -528,7 +551,7 @@ def error_from_exception(
             api_key=api_key,
         )
     else:
-        detail = _scrub(_cap(str(exc)), api_key)
+        detail = _cap(_scrub(str(exc), api_key))
         err = LLMError(
             f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__,
             provider=provider,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -34,7 +35,12 @@ from .arguments import ArgumentsError
 from .assemble import InBandError, ResponseAssembler
 from .config import ProviderConfig, parse_config
 from .convert import ConversionError, build_request_body, dumps_body
-from .errors import describe_body, error_from_exception, error_from_payload
+from .errors import (
+    describe_body,
+    error_from_exception,
+    error_from_payload,
+    scrub_exception_chain,
+)
 from .events import EventSink, StreamEmitter, usage_payload
 from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
 from .hygiene import is_mistral_family, rewrite_tool_ids_for_mistral
@@ -43,7 +49,7 @@ from .profiles import GENERIC, PROFILES, ServerProfile, apply_profile, profile_f
 from .repair import repair_tool_sequence
 from .response import to_chat_response
 from .sse import iter_sse_batches
-from .transport import Transport, response_headers, server_root
+from .transport import Transport, insecure_key_host, response_headers, server_root
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,7 @@ DISPLAY_NAME = "OpenAI-Compatible"
 CHAT_PATH = "/chat/completions"
 PROBE_TIMEOUT = 3.0  # detection and context-window GETs: small answers or nothing
 MAX_HEALS = 3  # distinct self-healing resends per request
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 # After [DONE], how long to wait for the end of the body (normally already received) so
 # the connection can go back to the pool instead of being closed.
 DRAIN_TIMEOUT = 0.05
@@ -115,7 +122,21 @@ class ChatCompletionsProvider:
         self.config: ProviderConfig = parse_config(merged, require_base_url=False)
         self.coordinator = coordinator
         self.priority = self.config.priority
-        self._events = EventSink(coordinator, secrets=(self.config.api_key,))
+        # The key and credential-like header values: scrubbed from events and errors even
+        # when a server echoes them back.
+        self._secrets: tuple[str, ...] = (
+            self.config.api_key,
+            *(v for k, v in self.config.headers.items() if _SECRET_HEADER.search(k)),
+        )
+        self._events = EventSink(coordinator, secrets=self._secrets)
+        insecure_host = insecure_key_host(self.config)
+        if insecure_host is not None:
+            logger.warning(
+                "[%s] the API key is sent over plain http to %s, readable by anyone on the "
+                "network path; use https:// in base_url",
+                self.name,
+                insecure_host,
+            )
         self._transport: Transport | None = None
         # Server awareness (see the section at the end): detected once, healed as we go.
         self._detected: ServerProfile | None = None
@@ -478,7 +499,10 @@ class ChatCompletionsProvider:
     ) -> LLMError:
         if isinstance(exc, LLMError):
             return exc
-        api_key = self.config.api_key
+        api_key = self._secrets
+        # The original becomes __cause__, printed with every traceback: a server that
+        # echoed the key back must not get it into the host's logs that way.
+        scrub_exception_chain(exc, api_key)
         if isinstance(exc, InBandError):
             return error_from_payload(exc.payload, provider=self.name, model=model, api_key=api_key)
         if isinstance(exc, ArgumentsError):

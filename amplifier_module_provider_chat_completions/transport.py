@@ -8,9 +8,13 @@ to send a 2 MB history).
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -30,7 +34,16 @@ def build_http_client(cfg: ProviderConfig) -> httpx.AsyncClient:
         max_connections=cfg.max_connections,
         max_keepalive_connections=min(cfg.max_connections, 20),
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=cfg.verify)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=_verify(cfg.verify))
+
+
+def _verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """A CA bundle path becomes an SSLContext (httpx deprecates `verify=<str>`)."""
+    if isinstance(verify, bool):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
 
 
 class Transport:
@@ -84,6 +97,29 @@ class Transport:
             return
         self.closed = True
         await self._http.aclose()
+
+
+def insecure_key_host(cfg: ProviderConfig) -> str | None:
+    """The host name when the api_key would cross the network in clear text, else None.
+
+    Plain http is fine on loopback (127.0.0.0/8, ::1, localhost): the key never leaves
+    the machine. Anywhere else anyone on the path can read the Authorization header.
+    """
+    if not cfg.has_api_key or not cfg.base_url:
+        return None
+    try:
+        parts = urlsplit(cfg.base_url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if parts.scheme != "http" or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a DNS name: only "localhost" is known to stay local
+    return host
 
 
 def server_root(base_url: str) -> str:

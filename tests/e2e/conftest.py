@@ -72,8 +72,12 @@ def llama_artifacts(pytestconfig: pytest.Config) -> LlamaArtifacts:
         pytest.fail(f"could not build llama-server / the tiny model:\n{exc}", pytrace=False)
 
 
-def _serve(arts: LlamaArtifacts, api_key: str | None) -> Iterator[LlamaServer]:
-    server = LlamaServer(arts.server_binary, arts.model, api_key=api_key)
+def _serve(
+    arts: LlamaArtifacts, api_key: str | None, factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    # The log lives in pytest's temp dir (old runs are pruned); failures show its tail.
+    log_dir = factory.mktemp("llama-server-key" if api_key else "llama-server")
+    server = LlamaServer(arts.server_binary, arts.model, api_key=api_key, log_dir=log_dir)
     server.start()
     try:
         yield server
@@ -82,15 +86,19 @@ def _serve(arts: LlamaArtifacts, api_key: str | None) -> Iterator[LlamaServer]:
 
 
 @pytest.fixture(scope="session")
-def llama_server(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
+def llama_server(
+    llama_artifacts: LlamaArtifacts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
     """A real llama-server (no api key) on a free 127.0.0.1 port; ``.base_url`` ends in /v1."""
-    yield from _serve(llama_artifacts, None)
+    yield from _serve(llama_artifacts, None, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def llama_server_with_key(llama_artifacts: LlamaArtifacts) -> Iterator[LlamaServer]:
+def llama_server_with_key(
+    llama_artifacts: LlamaArtifacts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
     """A real llama-server started with ``--api-key e2e-secret-key`` (``.api_key``)."""
-    yield from _serve(llama_artifacts, E2E_API_KEY)
+    yield from _serve(llama_artifacts, E2E_API_KEY, tmp_path_factory)
 
 
 # -- the Amazon Chat Completions Server and the LiteLLM proxy, in front of llama-server ----

@@ -141,11 +141,19 @@ def _model_path(base: Path, script: Path) -> Path:
     return base / "model" / f"tiny-qwen2-{digest}.gguf"
 
 
+def _built_with_current_flags(info_file: Path) -> bool:
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("cmake_defines") == list(CMAKE_DEFINES)
+
+
 def _server_ready(base: Path) -> bool:
     server = _server_dir(base)
     binary = server / "bin" / "llama-server"
     return (
-        (server / "build-info.json").is_file()
+        _built_with_current_flags(server / "build-info.json")
         and binary.is_file()
         and os.access(binary, os.X_OK)
         and (server / "inputs" / Path(VOCAB_IN_SDIST).name).is_file()
@@ -333,11 +341,14 @@ def _jobs() -> int:
 
 
 def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> None:
-    for tool in ("cmake", "c++"):
+    generator: list[str] = []
+    if shutil.which("make") is None and shutil.which("ninja") is not None:
+        generator = ["-G", "Ninja"]
+    for tool in ("cmake", "c++", "ninja" if generator else "make"):
         if shutil.which(tool) is None:
             raise BuildError(
-                f"`{tool}` not found: building llama-server needs cmake (>= 3.14) and a C++17 "
-                "compiler (Debian/Ubuntu: apt-get install cmake g++)"
+                f"`{tool}` not found: building llama-server needs cmake (>= 3.14), make and a "
+                "C++17 compiler (Debian/Ubuntu: apt-get install cmake make g++)"
             )
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=base) as tmp_str:
@@ -349,7 +360,7 @@ def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> N
         jobs = _jobs()
         progress(f"configuring llama.cpp (cmake, Release, GGML_NATIVE=OFF, static), log: {log}")
         _run(
-            ["cmake", "-S", src / "llama.cpp", "-B", build, *CMAKE_DEFINES],
+            ["cmake", "-S", src / "llama.cpp", "-B", build, *generator, *CMAKE_DEFINES],
             log=log,
             progress=progress,
         )

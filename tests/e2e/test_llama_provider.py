@@ -103,6 +103,27 @@ def names(coordinator: Any, prefix: str) -> list[str]:
     return coordinator.hooks.names(prefix)
 
 
+def assert_no_retry_but_stale_connections(coordinator: Any) -> None:
+    """No retries, except for the one known llama-server race (see the captures file).
+
+    llama-server closes the connection after every streamed response without sending
+    `Connection: close`; a request sent at once on that pooled connection sometimes fails
+    with "Server disconnected without sending a response" before the server read it. The
+    provider's retry then succeeds. Anything else that needed a retry is a failure here.
+    """
+    retries = coordinator.hooks.named("provider:retry")
+    other = [
+        (r["error_type"], r["error_message"])
+        for r in retries
+        if not (
+            r["error_type"] == "NetworkError"
+            and "disconnected without sending a response" in r["error_message"]
+        )
+    ]
+    assert not other, other
+    assert len(retries) <= 1, retries
+
+
 # -- plain text and usage ---------------------------------------------------------------
 
 
@@ -202,7 +223,7 @@ async def test_tool_call_required_and_round_trip(
     assert second.finish_reason == "stop"
     assert not second.tool_calls
     assert not names(coordinator, "provider:tool_sequence_repaired")
-    assert not coordinator.hooks.named("provider:retry"), coordinator.hooks.named("provider:retry")
+    assert_no_retry_but_stale_connections(coordinator)
     assert [e["status"] for e in coordinator.hooks.named("llm:response")] == ["ok", "ok"]
 
 
@@ -295,3 +316,29 @@ async def test_right_api_key_works(
     provider = await make_provider(llama_server_with_key, stream, api_key=E2E_API_KEY)
     response = await provider.complete(ask())
     assert response.text == "Hello world"
+
+
+# -- the doctor -----------------------------------------------------------------------------
+
+
+async def test_doctor_report(llama_server: LlamaServer) -> None:
+    from amplifier_module_provider_chat_completions.doctor import render, run_doctor
+
+    report = await run_doctor(llama_server.base_url, timeout=60)
+    assert report.error is None
+    assert report.chat_works
+    assert report.server == "llamacpp"
+    assert report.version == "b0-unknown"  # /props build_info of a build without git
+    assert report.context_window == 2048
+    assert report.model is not None and report.model.endswith(".gguf")
+    status = {c.feature: c.status for c in report.checks}
+    for feature in ("plain chat", "streaming", "streamed usage", "JSON schema"):
+        assert status.get(feature) == "ok", (feature, report.checks)
+    # The scripted model calls tools only when tool_choice is "required"; the doctor asks
+    # naturally, so those checks report a failure with a fix instead of crashing.
+    for check in report.checks:
+        if check.feature.startswith(("tool calls", "parallel")):
+            assert check.status in {"ok", "warn", "fail"}
+            assert check.status == "ok" or check.fix
+    text = render(report)
+    assert "llama.cpp llama-server" in text

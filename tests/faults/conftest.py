@@ -12,7 +12,8 @@ import pytest
 # The helper module sits next to these tests; make it importable however pytest is run.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from faulty_server import FaultyServer, Handler  # noqa: E402
+from faulty_server import FaultyServer, Handler
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a test that takes tens of seconds by design")

@@ -11,6 +11,7 @@ records every request and every connection, including when the client closed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -150,7 +151,9 @@ class Conn:
         head["Content-Length"] = str(len(body))
         await self.send(self._head(status, head) + body)
 
-    async def start_stream(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+    async def start_stream(
+        self, status: int = 200, content_type: str = "text/event-stream"
+    ) -> None:
         head = {"Content-Type": content_type, "Transfer-Encoding": "chunked"}
         await self.send(self._head(status, head))
 
@@ -172,10 +175,8 @@ class Conn:
         """Abort with a TCP RST (SO_LINGER 0), like a crashed server process."""
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
         self.writer.transport.abort()
         self._mark_closed("server")
 
@@ -215,8 +216,7 @@ class FaultyServer:
     @property
     def url(self) -> str:
         scheme = "https" if self.ssl_context is not None else "http"
-        host = "localhost" if self.ssl_context is not None else "127.0.0.1"
-        return f"{scheme}://{host}:{self.port}/v1"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FaultyServer:
         self._thread.start()
@@ -224,9 +224,7 @@ class FaultyServer:
         return self
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=self.ssl_context
-        )
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def _next_index(self) -> int:

@@ -52,9 +52,7 @@ TEXT = st.one_of(
 HUGE = st.sampled_from(
     ["x" * 200_000, 10**40, -(10**40), 1e308, -1e308, float("inf"), float("nan")]
 )
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), TEXT, HUGE
-)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), TEXT, HUGE)
 
 
 def json_like(leaf: st.SearchStrategy[Any] = SCALARS) -> st.SearchStrategy[Any]:
@@ -192,7 +190,11 @@ def chunks(draw: Callable[..., Any], key: str = "delta") -> Any:
     for k, v in (
         ("id", TEXT | ANY),
         ("model", TEXT | ANY),
-        ("usage", st.fixed_dictionaries({}, optional={"prompt_tokens": ANY, "completion_tokens": ANY}) | ANY),
+        (
+            "usage",
+            st.fixed_dictionaries({}, optional={"prompt_tokens": ANY, "completion_tokens": ANY})
+            | ANY,
+        ),
         ("error", ANY),
         ("object", st.sampled_from(["error", "chat.completion.chunk"]) | ANY),
     ):
@@ -293,8 +295,7 @@ def test_random_stream_chunks_give_response_or_llm_error(
     retry_after=st.none() | TEXT | st.sampled_from(["5", "-1", "1e9", "nan", "Wed, 21 Oct"]),
 )
 def test_random_bodies_give_response_or_llm_error(
-    harness: Harness,
-    body: Any, status: int, content_type: str, retry_after: Any
+    harness: Harness, body: Any, status: int, content_type: str, retry_after: Any
 ) -> None:
     Counter.tick("body")
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -321,7 +322,11 @@ def blocks(draw: Callable[..., Any]) -> Any:
         return draw(ANY)
     if kind == "dict":
         block = {"type": draw(st.sampled_from(BLOCK_TYPES) | ANY)}
-        for key in draw(st.lists(st.sampled_from(["text", "id", "name", "input", "output", "tool_call_id", "source"]))):
+        for key in draw(
+            st.lists(
+                st.sampled_from(["text", "id", "name", "input", "output", "tool_call_id", "source"])
+            )
+        ):
             block[key] = draw(ANY)
         return block
     # Pydantic blocks built without validation: None where a str belongs, etc.
@@ -348,7 +353,11 @@ def plausible_blocks(draw: Callable[..., Any]) -> Any:
     if kind == "thinking":
         return ThinkingBlock(thinking=draw(ODD_TEXT))
     if kind == "call":
-        return ToolCallBlock(id=draw(ODD_TEXT), name=draw(ODD_TEXT), input=draw(st.dictionaries(TEXT, ANY, max_size=3)))
+        return ToolCallBlock(
+            id=draw(ODD_TEXT),
+            name=draw(ODD_TEXT),
+            input=draw(st.dictionaries(TEXT, ANY, max_size=3)),
+        )
     if kind == "result":
         return ToolResultBlock(tool_call_id=draw(ODD_TEXT), output=draw(ANY | ODD_TEXT))
     if kind == "image":
@@ -362,7 +371,9 @@ def messages(draw: Callable[..., Any]) -> Any:
     roles = st.sampled_from(["user", "assistant", "tool", "system", "developer", "function"])
     role = draw(roles if plausible else roles | ANY)
     item = plausible_blocks() if plausible else blocks()
-    content = draw(st.lists(item, max_size=4) | ODD_TEXT | st.just([]) | (st.none() if plausible else ANY))
+    content = draw(
+        st.lists(item, max_size=4) | ODD_TEXT | st.just([]) | (st.none() if plausible else ANY)
+    )
     extra = {}
     for key in ("name", "tool_call_id", "tool_calls"):
         if draw(st.booleans()):
@@ -408,7 +419,9 @@ def test_unusual_messages_give_valid_request_or_clear_error(
 # -- the regressions the properties found, pinned -------------------------------------------
 
 
-@pytest.mark.parametrize("config", ["base_url=http://x", 3, [("base_url", "http://x/v1")], object()])
+@pytest.mark.parametrize(
+    "config", ["base_url=http://x", 3, [("base_url", "http://x/v1")], object()]
+)
 def test_non_mapping_config_is_a_configuration_error(config: Any) -> None:
     with pytest.raises(ConfigurationError, match="expected a mapping"):
         ChatCompletionsProvider(config=config)
@@ -416,7 +429,10 @@ def test_non_mapping_config_is_a_configuration_error(config: Any) -> None:
 
 def test_unconvertible_message_is_invalid_request_naming_it(harness: Harness) -> None:
     request = ChatRequest.model_construct(
-        messages=[Message(role="user", content="hi"), Message.model_construct(role="tool", content="x")]
+        messages=[
+            Message(role="user", content="hi"),
+            Message.model_construct(role="tool", content="x"),
+        ]
     )
     reply = httpx.Response(200, json={"choices": []})
     result, sent = harness.complete(reply, request)
