@@ -42,3 +42,47 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's shell must not leak into config tests.
     monkeypatch.delenv("CHAT_COMPLETIONS_BASE_URL", raising=False)
     monkeypatch.delenv("CHAT_COMPLETIONS_API_KEY", raising=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Compatibility matrix: after a run, say which README cells passing tests backed.
+_outcomes: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        previous = _outcomes.get(report.nodeid)
+        if previous in (None, "passed"):
+            _outcomes[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from compat_matrix import FEATURES, matrix
+
+    cells = [
+        (server, feature, cell)
+        for server, row in matrix().items()
+        for feature, cell in row.items()
+        if cell.tests
+    ]
+    if not any(t in _outcomes for _, _, cell in cells for t in cell.tests):
+        return  # no matrix test ran in this session
+    backed, unexercised, contradicted = [], [], []
+    for server, feature, cell in cells:
+        results = [_outcomes.get(t) for t in cell.tests]
+        name = f"{server} / {FEATURES[feature]}"
+        if "failed" in results:
+            contradicted.append(name)
+        elif all(r == "passed" for r in results):
+            backed.append(name)
+        else:
+            unexercised.append(name)
+    tr = terminalreporter
+    tr.section("compatibility matrix")
+    tr.write_line(
+        f"{len(backed)} of {len(cells)} cells backed by passing tests in this run; "
+        f"{len(unexercised)} not exercised (skipped or deselected); "
+        f"{len(contradicted)} contradicted by failures"
+    )
+    for name in contradicted:
+        tr.write_line(f"  FAILED: {name}")

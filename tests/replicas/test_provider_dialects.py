@@ -90,6 +90,22 @@ async def test_tool_call(replica, coordinator, key: str, stream: bool):
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("key", [k for k in ALL_DIALECTS if not DIALECTS[k].tools_work])
+async def test_server_side_tool_failure_is_one_clear_error(
+    replica, coordinator, key: str, stream: bool
+):
+    """Amazon 2.0.4 fails every tool request itself: one request, no retry, the server named."""
+    server = replica(key, "tool_failure")
+    provider = await provider_for(coordinator, server, stream)
+    with pytest.raises(LLMError) as info:
+        await provider.complete(ask("weather in Paris?", tools=[WEATHER]))
+    assert info.value.retryable is False
+    assert len(server.chat_requests) == 1
+    assert not coordinator.hooks.named("provider:retry")
+    assert "server" in str(info.value).lower()
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 @pytest.mark.parametrize(
     "key", [k for k in ALL_DIALECTS if DIALECTS[k].tools_work and DIALECTS[k].parallel_tools]
 )
@@ -186,3 +202,37 @@ async def test_unauthorized_not_retried(replica, coordinator, key: str):
         await provider.complete(ask())
     assert len(server.chat_requests) == 1
     assert "sk-wrong-key-12345" not in str(info.value)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_json_mode_is_sent_in_a_shape_the_server_accepts(
+    replica, coordinator, key: str, stream: bool
+):
+    """The replicas' validators reject the shapes the real servers reject (TGI wants `value`,
+    LM Studio json_schema only): the answer must come back in at most one resend."""
+    server = replica(key, "text")
+    provider = await provider_for(coordinator, server, stream)
+    response = await provider.complete(ask(response_format={"type": "json"}))
+    assert response.text == "Hello world"
+    assert len(server.chat_requests) <= 2
+    if JSON_MODE_DROPPED.get(key):
+        # The server ignores response_format: the caller is told, not silently served prose.
+        assert "response_format" not in server.last_body
+        assert "response_format" in str(response.degradation)
+    else:
+        assert "response_format" in server.last_body
+
+
+# SERVERS.md: Ampify and the Amazon server ignore response_format entirely.
+JSON_MODE_DROPPED = {"ampify": True, "amazon": True}
+
+
+@pytest.mark.parametrize("key", ALL_DIALECTS)
+async def test_context_window_is_the_runtime_one_the_server_reports(replica, coordinator, key: str):
+    server = replica(key, "text")
+    provider = await provider_for(coordinator, server, False)
+    models = await provider.list_models()
+    assert [m.id for m in models] == [server.dialect.model]
+    expected = server.dialect.context_window or 0  # 0: the server does not say
+    assert models[0].context_window == expected
