@@ -449,7 +449,10 @@ def _network_error(
     elif name == "ConnectError":
         detail = f"could not connect: {detail}; is the server running? check base_url"
     elif name == "RemoteProtocolError":
-        detail = f"server closed the connection mid-response: {detail}"
+        # httpx's text says which: before any response, or inside one.
+        before = "without sending a response" in detail
+        when = "before answering" if before else "mid-response"
+        detail = f"server closed the connection {when}: {detail}"
     else:
         detail = f"{name}: {detail}"
     cls = StreamError if streaming_started else NetworkError

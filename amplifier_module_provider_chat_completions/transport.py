@@ -34,7 +34,48 @@ def build_http_client(cfg: ProviderConfig) -> httpx.AsyncClient:
         max_connections=cfg.max_connections,
         max_keepalive_connections=min(cfg.max_connections, 20),
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=_verify(cfg.verify))
+    inner = httpx.AsyncHTTPTransport(verify=_verify(cfg.verify), limits=limits)
+    return httpx.AsyncClient(timeout=timeout, transport=StaleConnectionResend(inner))
+
+
+# Failures that mean "the pooled connection was already dead", when nothing came back.
+_STALE_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class StaleConnectionResend(httpx.AsyncBaseTransport):
+    """Resend once, at once, when a reused keep-alive connection turns out to be closed.
+
+    llama-server closes the connection after each streamed response without saying
+    `Connection: close`; a request written on that pooled socket before the close is seen
+    fails with "Server disconnected without sending a response". The server never read it,
+    so sending it again on a fresh connection is safe and is not a retry (no backoff, no
+    provider:retry). Only a reused connection qualifies (httpcore's trace tells us no new
+    connection was opened); a fresh connection failing is a real fault for the retry policy.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        opened: list[bool] = []
+        outer_trace = request.extensions.get("trace")
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            if event.startswith("connection.connect_tcp.started"):
+                opened.append(True)
+            if outer_trace is not None:
+                await outer_trace(event, info)
+
+        request.extensions = {**request.extensions, "trace": trace}
+        try:
+            return await self._inner.handle_async_request(request)
+        except _STALE_ERRORS:
+            if opened or not isinstance(request.stream, httpx.ByteStream):
+                raise
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _verify(verify: bool | str) -> bool | ssl.SSLContext:

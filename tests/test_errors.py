@@ -515,3 +515,10 @@ def test_llm_error_passes_through_and_unknown_wrapped() -> None:
     assert err.retryable is False
     assert SECRET not in str(err)
     assert str(err).startswith("ValueError: odd thing")
+
+
+def test_connection_closed_before_any_response_says_so() -> None:
+    exc = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    err = error_from_exception(exc, provider=P, model="m", timeout=None)
+    assert type(err) is NetworkError
+    assert "closed the connection before answering" in str(err)

@@ -405,3 +405,53 @@ async def test_raw_unicode_line_separators_inside_json_survive(serve: Any) -> No
     assert isinstance(result, ChatResponse), result
     assert result.text == text
     await leaks.finish(provider, server)
+
+
+# -- stale keep-alive connections ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_reused_connection_closed_by_the_server_is_resent_not_retried(
+    serve: Any, coordinator: Any, how: str
+) -> None:
+    """llama-server's race: it closes a kept-alive connection without `Connection: close`;
+    the next request written on it gets no answer. That request is resent at once on a new
+    connection, without a retry (no backoff, no provider:retry)."""
+
+    async def handler(conn: Conn, req: Request) -> None:
+        if conn.record.requests > 1:  # second request on this connection: drop it unread
+            if how == "reset":
+                conn.reset()
+            else:
+                conn.writer.close()
+            return
+        await conn.respond(200, completion(f"answer {req.index}"))
+
+    server: FaultyServer = serve(handler)
+    leaks = LeakCheck()
+    provider = make_provider(server.url, coordinator, use_streaming=False, max_retries=0)
+    first, _ = await run(provider, limit=5)
+    second, elapsed = await run(provider, limit=5)
+    assert isinstance(first, ChatResponse) and isinstance(second, ChatResponse), (first, second)
+    assert second.text == "answer 2"
+    assert len(server.requests) == 3  # 0 answered, 1 dropped on the stale socket, 2 resent
+    assert len(server.conns) == 2
+    assert not coordinator.hooks.named("provider:retry")
+    assert elapsed < 1.0
+    await leaks.finish(provider, server)
+
+
+async def test_fresh_connection_dropped_is_not_resent_by_the_transport(serve: Any) -> None:
+    """A new connection closed without an answer is a real fault: the retry policy decides
+    (max_retries=0 here: one request, a NetworkError)."""
+
+    async def handler(conn: Conn, req: Request) -> None:
+        conn.writer.close()
+
+    server: FaultyServer = serve(handler)
+    leaks = LeakCheck()
+    provider = make_provider(server.url, use_streaming=False, max_retries=0)
+    result, _ = await run(provider, limit=5)
+    assert isinstance(result, NetworkError), result
+    assert len(server.requests) == 1
+    await leaks.finish(provider, server)
