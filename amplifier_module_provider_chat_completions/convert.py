@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from amplifier_core.message_models import ChatRequest, Message
@@ -73,11 +74,37 @@ class BodyDefaults(Protocol):
 # small helpers
 
 
-def _get(obj: Any, name: str) -> Any:
-    """Read a field from a pydantic model or a plain dict (hostile input may be either)."""
+class _Attrs:
+    """Mapping-style `.get` over an arbitrary object's attributes (the rare slow path)."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self._obj, name, default)
+
+
+def _fields(obj: Any) -> Mapping[str, Any] | _Attrs:
+    """The fields of a pydantic model or a plain dict (hostile input may be either), read
+    with `.get()`.
+
+    A model's instance dict is read directly: getattr() on a field a model lacks (Message
+    has no `tool_calls`) goes through pydantic's __getattr__, which builds and raises an
+    AttributeError, and one lookup per object instead of per field keeps a 600-message
+    history's conversion near a millisecond.
+    """
     if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
+        return obj
+    if isinstance(obj, BaseModel):
+        extra = obj.__pydantic_extra__
+        return {**extra, **obj.__dict__} if extra else obj.__dict__
+    return _Attrs(obj)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return _fields(obj).get(name)
 
 
 def _clean(text: str) -> str:
@@ -85,6 +112,8 @@ def _clean(text: str) -> str:
 
     Lone surrogates (from broken tool output or decoding with surrogateescape) make the
     final `.encode("utf-8")` raise; real pairs are rejoined, lone halves become U+FFFD.
+    Only dumps_body calls it, once per body and only when encoding failed: cleaning every
+    string during conversion cost 15% of a long history's conversion time.
     """
     if text.isascii():  # O(1) in CPython: the common case costs nothing
         return text
@@ -117,8 +146,8 @@ def _dumps(value: Any) -> str:
 def serialize_tool_output(output: Any) -> str:
     """Tool result content: strings as they are, everything else as JSON."""
     if isinstance(output, str):
-        return _clean(output)
-    return _clean(json.dumps(output, ensure_ascii=False, default=_json_default))
+        return output
+    return _dumps(output)
 
 
 def tool_arguments_json(arguments: Any) -> str:
@@ -132,9 +161,9 @@ def tool_arguments_json(arguments: Any) -> str:
         try:
             json.loads(arguments)
         except ValueError:
-            return _clean(_dumps(arguments))
-        return _clean(arguments)
-    return _clean(_dumps(arguments))
+            return _dumps(arguments)
+        return arguments
+    return _dumps(arguments)
 
 
 def _image_url(source: Any) -> str | None:
@@ -184,7 +213,7 @@ def _result_message(index: int, call_id: Any, output: Any) -> dict[str, Any]:
         raise ConversionError(index, "tool result has no tool_call_id")
     return {
         "role": "tool",
-        "tool_call_id": _clean(call_id),
+        "tool_call_id": call_id,
         "content": serialize_tool_output(output),
     }
 
@@ -194,20 +223,19 @@ def _collect(index: int, blocks: Sequence[Any]) -> _Parts:
     for block in blocks:
         if block is None:
             continue
-        kind = _get(block, "type")
+        b = _fields(block)
+        kind = b.get("type")
         if kind == "text":
-            text = _get(block, "text")
+            text = b.get("text")
             if isinstance(text, str):
-                parts.items.append({"type": "text", "text": _clean(text)})
+                parts.items.append({"type": "text", "text": text})
         elif kind == "image":
-            url = _image_url(_get(block, "source"))
+            url = _image_url(b.get("source"))
             if url is not None:
                 parts.items.append({"type": "image_url", "image_url": {"url": url}})
                 parts.has_image = True
         elif kind == "tool_result":
-            parts.results.append(
-                _result_message(index, _get(block, "tool_call_id"), _get(block, "output"))
-            )
+            parts.results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
         # thinking, tool_call outside an assistant turn and unknown blocks: nothing to send
     return parts
 
@@ -242,9 +270,9 @@ def _tool_call(index: int, call_id: Any, name: Any, arguments: Any) -> dict[str,
     if not isinstance(name, str) or not name:
         raise ConversionError(index, f"assistant tool call {call_id!r} has no name")
     return {
-        "id": _clean(call_id),
+        "id": call_id,
         "type": "function",
-        "function": {"name": _clean(name), "arguments": tool_arguments_json(arguments)},
+        "function": {"name": name, "arguments": tool_arguments_json(arguments)},
     }
 
 
@@ -256,46 +284,37 @@ def _extra_tool_calls(index: int, raw: Any) -> list[dict[str, Any]]:
         raise ConversionError(index, "assistant tool_calls must be a list")
     calls = []
     for item in raw:
-        function = _get(item, "function")
-        if function is not None:
-            calls.append(
-                _tool_call(
-                    index, _get(item, "id"), _get(function, "name"), _get(function, "arguments")
-                )
-            )
-        else:
-            calls.append(
-                _tool_call(index, _get(item, "id"), _get(item, "name"), _get(item, "arguments"))
-            )
+        f = _fields(item)
+        function = f.get("function")
+        source = f if function is None else _fields(function)
+        calls.append(_tool_call(index, f.get("id"), source.get("name"), source.get("arguments")))
     return calls
 
 
-def _assistant(index: int, message: Any, out: list[dict[str, Any]]) -> None:
-    blocks = _content_blocks(index, _get(message, "content"))
+def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+    content = message.get("content")
+    blocks = _content_blocks(index, content)
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     if blocks is None:
-        text = _clean(_get(message, "content"))
+        text = content
     else:
         texts: list[str] = []
         for block in blocks:
-            kind = _get(block, "type")
+            b = _fields(block)
+            kind = b.get("type")
             if kind == "text":
-                value = _get(block, "text")
+                value = b.get("text")
                 if isinstance(value, str):
-                    texts.append(_clean(value))
+                    texts.append(value)
             elif kind == "tool_call":
-                calls.append(
-                    _tool_call(index, _get(block, "id"), _get(block, "name"), _get(block, "input"))
-                )
+                calls.append(_tool_call(index, b.get("id"), b.get("name"), b.get("input")))
             elif kind == "tool_result":
-                results.append(
-                    _result_message(index, _get(block, "tool_call_id"), _get(block, "output"))
-                )
+                results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
             # thinking/reasoning is never sent back: most servers reject or re-template it
         text = "\n".join(texts)
     seen = {call["id"] for call in calls}
-    for call in _extra_tool_calls(index, _get(message, "tool_calls")):
+    for call in _extra_tool_calls(index, message.get("tool_calls")):
         if call["id"] not in seen:
             seen.add(call["id"])
             calls.append(call)
@@ -307,9 +326,9 @@ def _assistant(index: int, message: Any, out: list[dict[str, Any]]) -> None:
     out.extend(results)
 
 
-def _tool(index: int, message: Any, out: list[dict[str, Any]]) -> None:
-    call_id = _get(message, "tool_call_id")
-    content = _get(message, "content")
+def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+    call_id = message.get("tool_call_id")
+    content = message.get("content")
     blocks = _content_blocks(index, content)
     if blocks is None:
         out.append(_result_message(index, call_id, content))
@@ -318,21 +337,21 @@ def _tool(index: int, message: Any, out: list[dict[str, Any]]) -> None:
     out.extend(parts.results)
     if isinstance(call_id, str) and call_id:
         if parts.items or not parts.results:
-            out.append({"role": "tool", "tool_call_id": _clean(call_id), "content": parts.text()})
+            out.append({"role": "tool", "tool_call_id": call_id, "content": parts.text()})
     elif not parts.results:
         raise ConversionError(index, "tool message has no tool_call_id")
     elif parts.items:
         out.append({"role": "user", "content": parts.content()})
 
 
-def _plain(index: int, role: str, message: Any, out: list[dict[str, Any]]) -> None:
+def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
     """system, developer and user messages."""
-    content = _get(message, "content")
+    content = message.get("content")
     blocks = _content_blocks(index, content)
     wire_role = "user" if role == "developer" else role
     body: str | list[dict[str, Any]]
     if blocks is None:
-        body = _clean(content)
+        body = content
         emit = True
     else:
         parts = _collect(index, blocks)
@@ -346,9 +365,9 @@ def _plain(index: int, role: str, message: Any, out: list[dict[str, Any]]) -> No
     if role == "developer":
         body = _wrap_context(body)
     wire: dict[str, Any] = {"role": wire_role, "content": body}
-    name = _get(message, "name")
+    name = message.get("name")
     if role == "user" and isinstance(name, str) and name:
-        wire["name"] = _clean(name)
+        wire["name"] = name
     out.append(wire)
 
 
@@ -362,13 +381,14 @@ def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     for index, message in enumerate(messages):
         if message is None:
             raise ConversionError(index, "message is None")
-        role = _get(message, "role")
+        fields = _fields(message)
+        role = fields.get("role")
         if role == "assistant":
-            _assistant(index, message, out)
+            _assistant(index, fields, out)
         elif role in ("tool", "function"):
-            _tool(index, message, out)
+            _tool(index, fields, out)
         elif role in ("user", "system", "developer"):
-            _plain(index, role, message, out)
+            _plain(index, role, fields, out)
         else:
             raise ConversionError(index, f"unknown role {role!r}")
     return out

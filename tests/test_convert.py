@@ -333,8 +333,8 @@ def test_several_results_in_one_message_all_survive_in_order() -> None:
     ]
     assert messages_to_wire(messages) == [
         {"role": "tool", "tool_call_id": "c1", "content": "one"},
-        {"role": "tool", "tool_call_id": "c2", "content": '{"success": true, "output": "two"}'},
-        {"role": "tool", "tool_call_id": "c3", "content": '[1, "x", null]'},
+        {"role": "tool", "tool_call_id": "c2", "content": '{"success":true,"output":"two"}'},
+        {"role": "tool", "tool_call_id": "c3", "content": '[1,"x",null]'},
     ]
 
 
@@ -367,15 +367,15 @@ def test_tool_message_without_any_id_is_a_conversion_error() -> None:
     ("output", "expected"),
     [
         ("plain", "plain"),
-        ({"a": "ü"}, '{"a": "ü"}'),
-        ([1, 2], "[1, 2]"),
+        ({"a": "ü"}, '{"a":"ü"}'),
+        ([1, 2], "[1,2]"),
         (3, "3"),
         (2.5, "2.5"),
         (True, "true"),
         (None, "null"),
         (
             {"success": False, "output": None, "error": "x"},
-            '{"success": false, "output": null, "error": "x"}',
+            '{"success":false,"output":null,"error":"x"}',
         ),
     ],
 )
@@ -418,7 +418,7 @@ def test_anthropic_style_results_in_user_message_become_tool_messages_then_user_
     wire = messages_to_wire(messages)
     assert wire[1:] == [
         {"role": "tool", "tool_call_id": "c1", "content": "r1"},
-        {"role": "tool", "tool_call_id": "c2", "content": '{"k": 1}'},
+        {"role": "tool", "tool_call_id": "c2", "content": '{"k":1}'},
         {"role": "user", "content": "also this"},
         {"role": "tool", "tool_call_id": "c3", "content": "only"},
     ]
@@ -445,12 +445,11 @@ def test_lone_surrogates_are_replaced_and_body_encodes() -> None:
         Message(role="assistant", content=[ToolCallBlock(id="c", name="f", input={"s": "\udcff"})]),
         Message(role="tool", content=[ToolResultBlock(tool_call_id="c", output="x\udc80y")]),
     ]
-    wire = messages_to_wire(messages)
+    raw = dumps_body({"messages": messages_to_wire(messages)})
+    wire = json.loads(raw.decode("utf-8"))["messages"]
     assert wire[0]["content"] == "bad \ufffd pair \U0001f600"
-    assert wire[1]["tool_calls"][0]["function"]["arguments"] == '{"s":"\ufffd"}'
+    assert json.loads(wire[1]["tool_calls"][0]["function"]["arguments"]) == {"s": "\ufffd"}
     assert wire[2]["content"] == "x\ufffdy"
-    raw = dumps_body({"messages": wire})
-    assert json.loads(raw.decode("utf-8"))["messages"] == wire
 
 
 def test_dumps_body_survives_surrogates_in_extra_body() -> None:
@@ -720,7 +719,7 @@ def test_full_conversation_body_bytes() -> None:
         b'{"role":"user","content":"weather?"},'
         b'{"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function",'
         b'"function":{"name":"get_weather","arguments":"{\\"city\\":\\"Paris\\"}"}}]},'
-        b'{"role":"tool","tool_call_id":"c1","content":"{\\"temp\\": 21}"}],'
+        b'{"role":"tool","tool_call_id":"c1","content":"{\\"temp\\":21}"}],'
         b'"temperature":0.1,"tools":[{"type":"function","function":{"name":"get_weather",'
         b'"description":"Weather","parameters":{"type":"object"}}}],"tool_choice":"auto",'
         b'"stream":true,"stream_options":{"include_usage":true}}'
