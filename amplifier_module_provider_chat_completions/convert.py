@@ -137,6 +137,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
+    """Compact JSON text; orjson, with the stdlib for what orjson refuses."""
     try:  # orjson: one pass straight to UTF-8, several times faster per history call
         return orjson.dumps(value, default=_json_default).decode()
     except (orjson.JSONEncodeError, TypeError):
@@ -246,7 +247,9 @@ def _content_blocks(index: int, content: Any) -> list[Any] | None:
         return []
     if isinstance(content, str):
         return None
-    if isinstance(content, list | tuple):
+    if isinstance(content, list):
+        return content  # only iterated, never mutated
+    if isinstance(content, tuple):
         return list(content)
     raise ConversionError(
         index, f"content must be a string or a list, got {type(content).__name__}"
@@ -313,11 +316,13 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
                 results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
             # thinking/reasoning is never sent back: most servers reject or re-template it
         text = "\n".join(texts)
-    seen = {call["id"] for call in calls}
-    for call in _extra_tool_calls(index, message.get("tool_calls")):
-        if call["id"] not in seen:
-            seen.add(call["id"])
-            calls.append(call)
+    extra = message.get("tool_calls")
+    if extra:  # rare: calls carried as an OpenAI-style field as well as (or not) blocks
+        seen = {call["id"] for call in calls}
+        for call in _extra_tool_calls(index, extra):
+            if call["id"] not in seen:
+                seen.add(call["id"])
+                calls.append(call)
     # "" and never null: Ampify answers 500 to content null
     wire: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
@@ -329,6 +334,8 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
 def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
     call_id = message.get("tool_call_id")
     content = message.get("content")
+    if content and isinstance(content, list) and _only_results(index, content, out):
+        return
     blocks = _content_blocks(index, content)
     if blocks is None:
         out.append(_result_message(index, call_id, content))
@@ -342,6 +349,20 @@ def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> 
         raise ConversionError(index, "tool message has no tool_call_id")
     elif parts.items:
         out.append({"role": "user", "content": parts.content()})
+
+
+def _only_results(index: int, blocks: list[Any], out: list[dict[str, Any]]) -> bool:
+    """The common tool message (nothing but ToolResultBlocks), converted without the
+    general collector: a long agent history is mostly these. False, with `out` untouched,
+    for anything else."""
+    results = []
+    for block in blocks:
+        b = _fields(block) if block is not None else None
+        if b is None or b.get("type") != "tool_result":
+            return False
+        results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
+    out.extend(results)
+    return True
 
 
 def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
