@@ -13,7 +13,8 @@ The HTTP side (replica.py) turns these into bytes on a socket; unit tests of a s
 accumulator can also feed `chunks(stream_events(...))` directly.
 
 Scenarios (every dialect):
-  text                "Hello world" split over several chunks
+  text                "Hello world" split over several chunks ('{"answer": "Hello world"}'
+                      when the request carries response_format, as a model under JSON mode)
   tool_call           one call get_weather {"city": "Paris"}
   tool_calls_parallel get_weather(Paris) + get_time(London), where the server does parallel
                       calls (`Dialect.parallel_tools`); elsewhere the single call
@@ -35,6 +36,9 @@ from typing import Any, Literal
 # --------------------------------------------------------------------------- the script
 TEXT = "Hello world"
 TEXT_PARTS: tuple[str, ...] = ("Hel", "lo", " world")
+# What a model under JSON mode answers (the "text" scenario when response_format is sent).
+JSON_TEXT = '{"answer": "Hello world"}'
+JSON_PARTS: tuple[str, ...] = ('{"answer": ', '"Hello', ' world"}')
 THINKING = "Let me think."
 THINKING_PARTS: tuple[str, ...] = ("Let me", " think.")
 
@@ -427,7 +431,8 @@ def stream_events(
         return d.extra_scenarios["tool_failure"][0](s)
     s.start()
     if scenario == "text":
-        s.text(finish_last=d.finish_with_last_content)
+        parts = JSON_PARTS if request.get("response_format") else TEXT_PARTS
+        s.text(parts, finish_last=d.finish_with_last_content)
         s.extras(scenario)
         if not d.finish_with_last_content:
             s.finish(d.stop_reason)
@@ -481,7 +486,8 @@ def json_body(
     if scenario in ("truncated", "dropped"):
         return 200, [], None
     cid = d.completion_id(serial)
-    message: dict[str, Any] = {"role": "assistant", "content": TEXT, **d.message_extra}
+    content = JSON_TEXT if scenario == "text" and request.get("response_format") else TEXT
+    message: dict[str, Any] = {"role": "assistant", "content": content, **d.message_extra}
     finish = d.stop_reason
     if scenario == "reasoning":
         if d.uses_reasoning_field:
