@@ -167,3 +167,17 @@ def test_cli_bad_key_is_one_line(start, capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and "api_key" in captured.err
     assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+async def test_model_that_calls_tools_only_when_forced_is_a_warning(start):
+    """Under tool_choice auto the model talks; forced, it calls: the server is fine."""
+    server = start("vllm")
+    server.queue("text", "text", "text", "tool_call", "text", "tool_call", "text")
+    report = await run_doctor(server.base_url, timeout=10)
+    got = statuses(report)
+    assert got["tool calls"] == got["tool calls (streamed)"] == "warn"
+    assert got["parallel tool calls"] == "warn"
+    forced = [r.body for r in server.chat_requests if r.body.get("tool_choice") == "required"]
+    assert len(forced) == 2
+    tools = next(c for c in report.checks if c.feature == "tool calls")
+    assert "required" in tools.detail and "model" in tools.fix

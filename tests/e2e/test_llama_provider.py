@@ -320,11 +320,11 @@ async def test_doctor_report(llama_server: LlamaServer) -> None:
     status = {c.feature: c.status for c in report.checks}
     for feature in ("plain chat", "streaming", "streamed usage", "JSON schema"):
         assert status.get(feature) == "ok", (feature, report.checks)
-    # The scripted model calls tools only when tool_choice is "required"; the doctor asks
-    # naturally, so those checks report a failure with a fix instead of crashing.
-    for check in report.checks:
-        if check.feature.startswith(("tool calls", "parallel")):
-            assert check.status in {"ok", "warn", "fail"}
-            assert check.status == "ok" or check.fix
+    # The tiny model calls tools only when tool_choice is "required": the doctor forces the
+    # call once and reports "the server handles tools, the model does not call them unforced".
+    assert status["tool calls"] == status["tool calls (streamed)"] == "warn"
+    tools = next(c for c in report.checks if c.feature == "tool calls")
+    assert "get_weather" in tools.detail and "required" in tools.detail and tools.fix
+    assert status["parallel tool calls"] == "warn"
     text = render(report)
     assert "llama.cpp llama-server" in text
