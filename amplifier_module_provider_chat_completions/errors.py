@@ -83,6 +83,9 @@ _ROLES_ALTERNATE = re.compile(r"roles must alternate", re.IGNORECASE)
 _UNSUPPORTED_TOOLS = re.compile(
     r"unsupported param:\s*tools|tools param\w* requires --jinja", re.IGNORECASE
 )
+# LiteLLM proxy with a master key but no database answers an unknown key with 400
+# {"error": {"message": "No connected db.", "type": "no_db_connection"}}: a key problem.
+_KEY_LOOKUP_FAILED = re.compile(r"no_db_connection|no connected db", re.IGNORECASE)
 _QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"rate.?limit|too many requests|model is overloaded", re.IGNORECASE)
 # In-band errors with no status: these words mean the request itself is at fault.
@@ -306,6 +309,12 @@ def _classify(
         return ProviderUnavailableError(msg(), retryable=retryable, retry_after=retry_after, **kw)
     if status == 401:
         return AuthenticationError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)
+    if status == 400 and _KEY_LOOKUP_FAILED.search(text):
+        hint = (
+            "the LiteLLM proxy could not look up this key (it has no database): "
+            "set api_key / CHAT_COMPLETIONS_API_KEY to the proxy's master key"
+        )
+        return AuthenticationError(msg(hint), **kw)
     if status == 403:
         # The Amazon server answers 403 for a missing or wrong key, so name the key too.
         return AccessDeniedError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)

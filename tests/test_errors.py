@@ -522,3 +522,16 @@ def test_connection_closed_before_any_response_says_so() -> None:
     err = error_from_exception(exc, provider=P, model="m", timeout=None)
     assert type(err) is NetworkError
     assert "closed the connection before answering" in str(err)
+
+
+def test_litellm_key_lookup_without_database_is_an_authentication_error() -> None:
+    """LiteLLM 1.106 with a master key and no database answers an unknown key with 400."""
+    body = {"error": {"message": "No connected db.", "type": "no_db_connection", "code": "400"}}
+    response = httpx.Response(
+        400, json=body, request=httpx.Request("POST", "http://h/v1/chat/completions")
+    )
+    exc = openai.BadRequestError("Error code: 400", response=response, body=body["error"])
+    err = error_from_exception(exc, provider=P, model="m", timeout=None)
+    assert type(err) is AuthenticationError
+    assert err.retryable is False
+    assert "master key" in str(err)

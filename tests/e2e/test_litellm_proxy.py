@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from amplifier_core.llm_errors import LLMError
+from amplifier_core.llm_errors import AuthenticationError, LLMError
 from amplifier_core.message_models import (
     ChatRequest,
     Message,
@@ -158,13 +158,14 @@ async def test_tool_call_and_round_trip(
 async def test_wrong_key_fails_once(coordinator: Any, litellm_proxy: LiteLLMProxy) -> None:
     # With a master key but no database, LiteLLM cannot look keys up: it answers a wrong
     # key with 400 {"error": {"message": "No connected db.", "type": "no_db_connection",
-    # "code": "400"}}, not 401. Whatever the class, it must fail once, not retried.
+    # "code": "400"}}, not 401. It is still a key problem: AuthenticationError, once.
     before = len(litellm_proxy.chat_requests_logged())
     provider = await provider_for(coordinator, litellm_proxy, True, api_key="sk-wrong-key-123")
     with pytest.raises(LLMError) as info:
         await provider.complete(ask())
+    assert isinstance(info.value, AuthenticationError)
     assert info.value.status_code == 400
-    assert "No connected db" in str(info.value)
+    assert "No connected db" in str(info.value) and "master key" in str(info.value)
     assert "sk-wrong-key-123" not in str(info.value)
     lines = requests_since(litellm_proxy, before)
     assert len(lines) == 1, lines
