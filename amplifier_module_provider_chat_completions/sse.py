@@ -90,35 +90,55 @@ async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield data
 
 
+class _LineSplitter:
+    """Cut a byte stream into lines at CRLF, LF or CR only (the SSE line ends).
+
+    A long line costs linear time: its pieces are joined once, when the line ends.
+    """
+
+    __slots__ = ("parts", "trailing_cr")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []  # the unfinished line, in pieces
+        self.trailing_cr = False  # the last read ended in CR: a LF next completes that CRLF
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The lines this read completes (maybe none)."""
+        if self.trailing_cr and data.startswith(b"\n"):
+            data = data[1:]
+        if not data:
+            return []
+        self.trailing_cr = data.endswith(b"\r")
+        if b"\n" not in data and b"\r" not in data:
+            self.parts.append(data)
+            return []
+        lines = data.splitlines()  # bytes split at \r\n, \n and \r only
+        if self.parts:
+            self.parts.append(lines[0])
+            lines[0] = b"".join(self.parts)
+            self.parts = []
+        if not data.endswith(_LINE_ENDS):
+            self.parts = [lines.pop()]
+        return lines
+
+    def tail(self) -> bytes | None:
+        """The unterminated last line at end of stream, if any."""
+        return b"".join(self.parts) if self.parts else None
+
+
 async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """Split a UTF-8 byte stream into lines at CRLF, LF or CR only (the SSE line ends).
 
     httpx's `aiter_lines` also splits at U+2028, U+2029 and U+0085, which JSON allows raw
-    inside strings: a chunk whose text holds one would be cut in two. A long line costs
-    linear time: its pieces are joined once, when the line ends.
+    inside strings: a chunk whose text holds one would be cut in two.
     """
-    parts: list[bytes] = []  # the unfinished line, in pieces
-    trailing_cr = False  # the last piece ended in CR: a LF next completes that CRLF
+    splitter = _LineSplitter()
     async for data in chunks:
-        if trailing_cr and data.startswith(b"\n"):
-            data = data[1:]
-        if not data:
-            continue
-        trailing_cr = data.endswith(b"\r")
-        if b"\n" not in data and b"\r" not in data:
-            parts.append(data)
-            continue
-        lines = data.splitlines()  # bytes split at \r\n, \n and \r only
-        if parts:
-            parts.append(lines[0])
-            lines[0] = b"".join(parts)
-            parts = []
-        if not data.endswith(_LINE_ENDS):
-            parts = [lines.pop()]
-        for line in lines:
+        for line in splitter.feed(data):
             yield line.decode("utf-8", "replace")
-    if parts:
-        yield b"".join(parts).decode("utf-8", "replace")
+    tail = splitter.tail()
+    if tail is not None:
+        yield tail.decode("utf-8", "replace")
 
 
 async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
@@ -130,24 +150,11 @@ async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[s
     """
     decoder = SSEDecoder()
     feed = decoder.feed_line
-    parts: list[bytes] = []  # the unfinished line, in pieces
-    trailing_cr = False  # the last read ended in CR: a LF next completes that CRLF
+    splitter = _LineSplitter()
     async for data in chunks:
-        if trailing_cr and data.startswith(b"\n"):
-            data = data[1:]
-        if not data:
+        lines = splitter.feed(data)
+        if not lines:
             continue
-        trailing_cr = data.endswith(b"\r")
-        if b"\n" not in data and b"\r" not in data:
-            parts.append(data)
-            continue
-        lines = data.splitlines()  # bytes split at \r\n, \n and \r only
-        if parts:
-            parts.append(lines[0])
-            lines[0] = b"".join(parts)
-            parts = []
-        if not data.endswith(_LINE_ENDS):
-            parts = [lines.pop()]
         out: list[str] = []
         # Decoding whole lines is safe: no UTF-8 sequence contains a CR or LF byte. The
         # `data: {...}` + blank line pair is inlined (it is nearly every line); anything
@@ -169,7 +176,8 @@ async def iter_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[s
                 out.append(payload)
         if out:
             yield out
-    tail = [feed(b"".join(parts).decode("utf-8", "replace"))] if parts else []
+    last = splitter.tail()
+    tail = [feed(last.decode("utf-8", "replace"))] if last is not None else []
     tail.append(decoder.flush())
     out = [payload for payload in tail if payload is not None]
     if out:
