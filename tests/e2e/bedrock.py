@@ -1,15 +1,11 @@
 """The real Amazon Chat Completions Server (PyPI ``open-bedrock-server``) for the e2e tests.
 
-Also home of the two helpers the LiteLLM suite shares with it:
-
-* ``ensure_venv`` installs a Python tool into its OWN virtual environment under the e2e
-  cache (beside the llama-server build), keyed by name, version and Python version, so its
-  pins never touch the project's environment. One installer at a time (a file lock), a
-  ``.complete`` marker written last, progress on the terminal with a heartbeat, and a
-  reproducible resolution (``uv pip install --exclude-newer``).
-* ``ManagedServer`` runs a server process on a free loopback port, waits (bounded) until a
-  health URL answers, and always stops it: on ``stop()``/context exit, when startup fails,
-  and at interpreter exit.
+Also home of ``ensure_venv``, which the LiteLLM suite shares: it installs a Python tool
+into its OWN virtual environment under the e2e cache (beside the llama-server build), keyed
+by name, version and Python version, so its pins never touch the project's environment. One
+installer at a time (a file lock), a ``.complete`` marker written last, progress on the
+terminal with a heartbeat, and a reproducible resolution (``uv pip install --exclude-newer``).
+The server processes are ``servers.UvicornServer`` subclasses (start, probe, always stop).
 
 ``BedrockServer`` is the Amazon server itself: its console script ``bedrock-chat`` imports
 ``src.open_bedrock_server`` (the layout of its own repository), so it is run as
@@ -22,7 +18,6 @@ Warm the cache by hand with ``uv run python -m tests.e2e.bedrock``.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import os
@@ -31,16 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from .llama_build import ProgressStream, cache_dir
-from .servers import ServerStartError, free_port, log_tail
+from .servers import ServerStartError, UvicornServer, http_ok
 
 OPEN_BEDROCK_SERVER_VERSION = "2.0.4"
 # Resolve every install as PyPI looked on this day: the tools' own dependencies are
@@ -257,161 +248,6 @@ def ensure_venv(spec: VenvSpec, progress_stream: ProgressStream | None = sys.std
     return venv
 
 
-# ----------------------------------------------------------------------- server processes
-
-
-def http_ok(url: str, headers: Mapping[str, str] | None = None) -> Callable[[], str | None]:
-    """A readiness probe: None when ``url`` answers 200, else what it answered."""
-
-    def probe() -> str | None:
-        req = urllib.request.Request(url, headers=dict(headers or {}))
-        try:
-            with urllib.request.urlopen(req, timeout=3) as resp:
-                return None if resp.status == 200 else f"HTTP {resp.status}"
-        except urllib.error.HTTPError as exc:
-            return f"HTTP {exc.code}"
-        except (OSError, urllib.error.URLError) as exc:
-            return repr(exc)
-
-    return probe
-
-
-class ManagedServer:
-    """A server process on 127.0.0.1:<free port>; subclasses say how to start and probe it."""
-
-    host = "127.0.0.1"
-    label = "server"
-
-    def __init__(self, *, log_dir: Path, startup_timeout: float = 120.0) -> None:
-        self.log_dir = log_dir
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"{self.label}.log"
-        self.startup_timeout = startup_timeout
-        self.port: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    # -- for subclasses ------------------------------------------------------------------
-    def command(self, port: int) -> list[str]:
-        raise NotImplementedError
-
-    def environment(self) -> dict[str, str]:
-        return dict(os.environ)
-
-    def probe(self) -> str | None:
-        """None once the server is ready, else a short description of what it answered."""
-        raise NotImplementedError
-
-    # -- addresses -----------------------------------------------------------------------
-    @property
-    def root_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError(f"{self.label} not started")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
-
-    # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> Self:
-        if self.proc is not None:
-            raise RuntimeError(f"{self.label} already started")
-        atexit.register(self.stop)
-        last_error: ServerStartError | None = None
-        for _attempt in range(3):  # the free port can be taken before we bind it
-            try:
-                self._start_on(free_port(self.host))
-                return self
-            except ServerStartError as exc:
-                last_error = exc
-                self._terminate()
-                if "address already in use" not in str(exc).lower():
-                    break
-        self.stop()
-        assert last_error is not None
-        raise last_error
-
-    def _start_on(self, port: int) -> None:
-        self.port = port
-        cmd = self.command(port)
-        with open(self.log_path, "ab") as logf:
-            logf.write(("$ " + " ".join(cmd) + "\n").encode())
-            logf.flush()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.log_dir,
-                env=self.environment(),
-                start_new_session=True,  # a Ctrl-C in the terminal is for pytest
-            )
-        deadline = time.monotonic() + self.startup_timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise ServerStartError(
-                    f"{self.label} exited with code {rc} during startup ({self.log_path}):\n"
-                    + log_tail(self.log_path)
-                )
-            answer = self.probe()
-            if answer is None:
-                return
-            last = answer
-            time.sleep(0.25)
-        raise ServerStartError(
-            f"{self.label} not ready after {self.startup_timeout:.0f}s (last: {last}); "
-            f"log {self.log_path}:\n" + log_tail(self.log_path)
-        )
-
-    def _terminate(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        # The whole process group: uvicorn/litellm may have started workers.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, 9)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stop the process group (TERM, then KILL). Safe to call more than once."""
-        self._terminate()
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = f"port={self.port}" if self.running else "stopped"
-        return f"<{type(self).__name__} {state}>"
-
-
 # -------------------------------------------------------------------- the Amazon server
 
 BEDROCK_VENV = VenvSpec(
@@ -454,7 +290,7 @@ def src_shim(venv: Path) -> Path:
     return shim
 
 
-class BedrockServer(ManagedServer):
+class BedrockServer(UvicornServer):
     """open-bedrock-server in front of an OpenAI-compatible upstream (``upstream_base_url``)."""
 
     label = "open-bedrock-server"
@@ -503,12 +339,6 @@ class BedrockServer(ManagedServer):
 
     def probe(self) -> str | None:
         return http_ok(self.root_url + "/health")()
-
-    def chat_requests_logged(self) -> list[str]:
-        """uvicorn's access-log lines for POST /v1/chat/completions, oldest first."""
-        return [
-            line for line in self.log_text().splitlines() if '"POST /v1/chat/completions ' in line
-        ]
 
 
 def main() -> int:

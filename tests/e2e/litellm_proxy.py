@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bedrock import ManagedServer, VenvSpec, ensure_venv, http_ok, venv_bin
+from .bedrock import VenvSpec, ensure_venv, venv_bin
 from .llama_build import ProgressStream
+from .servers import UvicornServer, http_ok
 
 LITELLM_VERSION = "1.106.2"
 SKIP_LITELLM_ENV = "CHAT_COMPLETIONS_SKIP_LITELLM"
@@ -78,7 +79,7 @@ def proxy_config(upstream_base_url: str, *, master_key: str = LITELLM_MASTER_KEY
     }
 
 
-class LiteLLMProxy(ManagedServer):
+class LiteLLMProxy(UvicornServer):
     """``litellm --config`` on a free loopback port, in front of one upstream."""
 
     label = "litellm-proxy"
@@ -125,12 +126,6 @@ class LiteLLMProxy(ManagedServer):
         # The router is loaded once the model list answers.
         headers = {"Authorization": f"Bearer {self.master_key}"}
         return http_ok(self.base_url + "/models", headers)()
-
-    def chat_requests_logged(self) -> list[str]:
-        """uvicorn's access-log lines for POST /v1/chat/completions, oldest first."""
-        return [
-            line for line in self.log_text().splitlines() if '"POST /v1/chat/completions ' in line
-        ]
 
 
 def main() -> int:
