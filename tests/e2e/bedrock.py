@@ -18,19 +18,16 @@ Warm the cache by hand with ``uv run python -m tests.e2e.bedrock``.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .llama_build import ProgressStream, cache_dir
+from ._procs import Progress, ProgressStream, file_lock, run_logged
+from .llama_build import cache_dir
 from .servers import ServerStartError, UvicornServer, http_ok
 
 OPEN_BEDROCK_SERVER_VERSION = "2.0.4"
@@ -51,103 +48,34 @@ def e2e_cache_root() -> Path:
     return cache_dir().parent
 
 
-class _Progress:
-    def __init__(self, stream: ProgressStream | None, tag: str) -> None:
-        self.stream = stream
-        self.tag = tag
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        if self.stream is None:
-            return
-        elapsed = time.monotonic() - self.t0
-        with contextlib.suppress(Exception):
-            self.stream.write(f"[{self.tag} {elapsed:6.1f}s] {message}\n")
-            self.stream.flush()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, progress: _Progress) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"another process holds {path}; waiting for it to finish")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _uv_output(line: str) -> str | None:
+    """What of an installer's output line goes to the terminal."""
+    text = line.strip()
+    # uv's per-package "+ name==version" lines stay in the log only.
+    if text and not text.startswith(("+ ", "- ", "~ ")):
+        return text[:160]
+    return None
 
 
 def _run(
     cmd: Sequence[str | os.PathLike[str]],
     *,
     log: Path,
-    progress: _Progress,
+    progress: Progress,
     timeout: float,
-    heartbeat: float = 20.0,
     env: Mapping[str, str] | None = None,
 ) -> None:
     """Run ``cmd`` with its output appended to ``log``; echo it; a heartbeat while quiet."""
-    argv = [str(c) for c in cmd]
-    progress("$ " + " ".join(argv))
-    tail: list[str] = []
-    last_output = time.monotonic()
-    with open(log, "a") as logf:
-        logf.write("$ " + " ".join(argv) + "\n")
-        logf.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=dict(env) if env is not None else None,
-        )
-        assert proc.stdout is not None
-        stdout = proc.stdout
-
-        def pump() -> None:
-            nonlocal last_output
-            for line in stdout:
-                logf.write(line)
-                logf.flush()
-                tail.append(line.rstrip("\n"))
-                del tail[:-40]
-                last_output = time.monotonic()
-                text = line.strip()
-                # uv's per-package "+ name==version" lines stay in the log only.
-                if text and not text.startswith(("+ ", "- ", "~ ")):
-                    progress(text[:160])
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        deadline = time.monotonic() + timeout
-        try:
-            while reader.is_alive():
-                reader.join(timeout=1.0)
-                now = time.monotonic()
-                if now > deadline:
-                    raise InstallError(
-                        f"timed out after {timeout:.0f}s: {' '.join(argv)}\nfull log: {log}"
-                    )
-                if now - last_output > heartbeat:
-                    progress("... still working")
-                    last_output = now
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except BaseException:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            raise
-    if rc != 0:
-        raise InstallError(
-            f"command failed with exit code {rc}: {' '.join(argv)}\n"
-            f"full log: {log}\n--- last lines ---\n" + "\n".join(tail)
-        )
+    run_logged(
+        cmd,
+        log=log,
+        progress=progress,
+        error=InstallError,
+        echo=_uv_output,
+        timeout=timeout,
+        heartbeat=20.0,
+        env=env,
+    )
 
 
 @dataclass(frozen=True)
@@ -186,8 +114,9 @@ def ensure_venv(spec: VenvSpec, progress_stream: ProgressStream | None = sys.std
     marker = venv / ".complete"
     if marker.is_file():
         return venv
-    progress = _Progress(progress_stream, spec.name)
-    with _file_lock(venv.with_name(venv.name + ".lock"), progress):
+    progress = Progress(progress_stream, spec.name)
+    lock = venv.with_name(venv.name + ".lock")
+    with file_lock(lock, progress, f"another process holds {lock}; waiting for it to finish"):
         if marker.is_file():  # another process finished it while we waited
             return venv
         t0 = time.monotonic()

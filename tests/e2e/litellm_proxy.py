@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._procs import ProgressStream
 from .bedrock import VenvSpec, ensure_venv, venv_bin
-from .llama_build import ProgressStream
 from .servers import UvicornServer, http_ok
 
 LITELLM_VERSION = "1.106.2"

