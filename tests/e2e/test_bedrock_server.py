@@ -15,7 +15,6 @@ with streaming.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -25,66 +24,27 @@ from amplifier_core.llm_errors import (
     LLMError,
     ProviderUnavailableError,
 )
-from amplifier_core.message_models import ChatRequest, Message, ToolSpec
+from amplifier_core.message_models import ChatRequest
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
-from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider
 from amplifier_module_provider_chat_completions.profiles import PROFILES
 
 from .bedrock import BEDROCK_API_KEY, BedrockServer
+from .helpers import WEATHER, ask, mount_provider, requests_since
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
 # Any name without a Bedrock prefix goes to the OpenAI upstream; llama-server ignores it.
 MODEL = "tiny-llama"
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 
 
 async def provider_for(
     coordinator: Any, bedrock: BedrockServer, stream: bool, **config: Any
 ) -> ChatCompletionsProvider:
-    cleanup = await mount(
-        coordinator,
-        {
-            "base_url": bedrock.base_url,
-            "api_key": BEDROCK_API_KEY,
-            "default_model": MODEL,
-            "use_streaming": stream,
-            "timeout": 120,
-            **FAST,
-            **config,
-        },
+    return await mount_provider(
+        coordinator, bedrock.base_url, BEDROCK_API_KEY, MODEL, stream, **config
     )
-    assert cleanup is not None
-    return coordinator.mounted["providers"]["chat-completions"]
-
-
-def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
-    return ChatRequest(messages=[Message(role="user", content=text)], **extra)
-
-
-def requests_since(server: BedrockServer, before: int, *, expect: int = 1) -> list[str]:
-    """Access-log lines of chat requests after the first ``before`` ones.
-
-    uvicorn writes a line when a response is complete, which can trail the client by a
-    moment: wait (bounded) for ``expect`` lines, then a little longer for any extra ones.
-    """
-    deadline = time.monotonic() + 10
-    lines = server.chat_requests_logged()[before:]
-    while len(lines) < expect and time.monotonic() < deadline:
-        time.sleep(0.05)
-        lines = server.chat_requests_logged()[before:]
-    time.sleep(0.3)
-    return server.chat_requests_logged()[before:]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])

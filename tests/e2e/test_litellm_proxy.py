@@ -9,7 +9,6 @@ Set ``CHAT_COMPLETIONS_SKIP_LITELLM=1`` to skip this file (it installs a large v
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -19,60 +18,23 @@ from amplifier_core.message_models import (
     Message,
     ToolCallBlock,
     ToolResultBlock,
-    ToolSpec,
 )
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
-from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider
 
+from .helpers import WEATHER, ask, mount_provider, requests_since
 from .litellm_proxy import LITELLM_MASTER_KEY, LITELLM_MODEL, LiteLLMProxy
 
 pytestmark = pytest.mark.e2e
-
-FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 
 
 async def provider_for(
     coordinator: Any, proxy: LiteLLMProxy, stream: bool, **config: Any
 ) -> ChatCompletionsProvider:
-    cleanup = await mount(
-        coordinator,
-        {
-            "base_url": proxy.base_url,
-            "api_key": LITELLM_MASTER_KEY,
-            "default_model": LITELLM_MODEL,
-            "use_streaming": stream,
-            "timeout": 120,
-            **FAST,
-            **config,
-        },
+    return await mount_provider(
+        coordinator, proxy.base_url, LITELLM_MASTER_KEY, LITELLM_MODEL, stream, **config
     )
-    assert cleanup is not None
-    return coordinator.mounted["providers"]["chat-completions"]
-
-
-def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
-    return ChatRequest(messages=[Message(role="user", content=text)], **extra)
-
-
-def requests_since(proxy: LiteLLMProxy, before: int, *, expect: int = 1) -> list[str]:
-    """Access-log lines of chat requests after the first ``before`` ones (bounded wait)."""
-    deadline = time.monotonic() + 10
-    lines = proxy.chat_requests_logged()[before:]
-    while len(lines) < expect and time.monotonic() < deadline:
-        time.sleep(0.05)
-        lines = proxy.chat_requests_logged()[before:]
-    time.sleep(0.3)
-    return proxy.chat_requests_logged()[before:]
 
 
 async def test_detected_as_litellm(coordinator: Any, litellm_proxy: LiteLLMProxy) -> None:

@@ -24,28 +24,18 @@ from amplifier_core.message_models import (
     TextBlock,
     ToolCallBlock,
     ToolResultBlock,
-    ToolSpec,
 )
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
 
 from .conftest import E2E_API_KEY
+from .helpers import FAST, WEATHER, ask
 from .servers import LlamaServer
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
 MODES = pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the current weather for a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 PERSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -80,10 +70,6 @@ async def make_provider(coordinator: Any) -> AsyncIterator[MakeProvider]:
     yield make
     for cleanup in cleanups:
         await cleanup()
-
-
-def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
-    return ChatRequest(messages=[Message(role="user", content=text)], **extra)
 
 
 def log_count(server: LlamaServer, needle: str) -> int:

@@ -1,0 +1,63 @@
+"""What the provider-level e2e tests share: the request they send and how they mount."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from amplifier_core.message_models import ChatRequest, Message, ToolSpec
+
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
+
+from .servers import UvicornServer
+
+# Retries stay on (the tests count them) but never slow a run down.
+FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the current weather for a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+
+
+def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content=text)], **extra)
+
+
+async def mount_provider(
+    coordinator: Any, base_url: str, api_key: str, model: str, stream: bool, **config: Any
+) -> ChatCompletionsProvider:
+    """mount() the provider against ``base_url``; ``config`` overrides any default here."""
+    cleanup = await mount(
+        coordinator,
+        {
+            "base_url": base_url,
+            "api_key": api_key,
+            "default_model": model,
+            "use_streaming": stream,
+            "timeout": 120,
+            **FAST,
+            **config,
+        },
+    )
+    assert cleanup is not None
+    return coordinator.mounted["providers"]["chat-completions"]
+
+
+def requests_since(server: UvicornServer, before: int, *, expect: int = 1) -> list[str]:
+    """Access-log lines of chat requests after the first ``before`` ones.
+
+    uvicorn writes a line when a response is complete, which can trail the client by a
+    moment: wait (bounded) for ``expect`` lines, then a little longer for any extra ones.
+    """
+    deadline = time.monotonic() + 10
+    lines = server.chat_requests_logged()[before:]
+    while len(lines) < expect and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines = server.chat_requests_logged()[before:]
+    time.sleep(0.3)
+    return server.chat_requests_logged()[before:]
