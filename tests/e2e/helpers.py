@@ -29,9 +29,12 @@ def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
 
 
 async def mount_provider(
-    coordinator: Any, base_url: str, api_key: str, model: str, stream: bool, **config: Any
+    coordinator: Any, base_url: str, api_key: str, model: str, stream: bool, /, **config: Any
 ) -> ChatCompletionsProvider:
-    """mount() the provider against ``base_url``; ``config`` overrides any default here."""
+    """mount() the provider against ``base_url``; ``config`` overrides any default here.
+
+    Positional-only, so that ``config`` may carry its own ``api_key`` (the wrong-key tests).
+    """
     cleanup = await mount(
         coordinator,
         {
