@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ._procs import ProgressStream
 from .bedrock import BedrockServer, InstallError, ensure_bedrock
 from .litellm_proxy import SKIP_LITELLM_ENV, LiteLLMProxy, ensure_litellm, litellm_skipped
 from .llama_build import BuildError, LlamaArtifacts, ensure_llama
@@ -77,12 +78,9 @@ def _serve(
 ) -> Iterator[LlamaServer]:
     # The log lives in pytest's temp dir (old runs are pruned); failures show its tail.
     log_dir = factory.mktemp("llama-server-key" if api_key else "llama-server")
-    server = LlamaServer(arts.server_binary, arts.model, api_key=api_key, log_dir=log_dir)
-    server.start()
-    try:
+    # The context manager stops the server at teardown (and itself when startup fails).
+    with LlamaServer(arts.server_binary, arts.model, api_key=api_key, log_dir=log_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -106,15 +104,22 @@ def llama_server_with_key(
 # litellm_proxy.py). Set CHAT_COMPLETIONS_SKIP_LITELLM=1 to skip only the LiteLLM suite.
 
 
+def _install(
+    config: pytest.Config, ensure: Callable[[ProgressStream | None], Path], what: str
+) -> Path:
+    """A tool's venv from ``ensure`` (progress on the terminal); a failed install fails."""
+    try:
+        return ensure(_TerminalStream(config))
+    except InstallError as exc:
+        pytest.fail(f"could not install {what}:\n{exc}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def bedrock_venv(pytestconfig: pytest.Config) -> Path:
     """The venv with open-bedrock-server (pinned), installed when missing (with progress)."""
     if e2e_skipped():
         pytest.skip(f"{SKIP_ENV} is set")
-    try:
-        return ensure_bedrock(_TerminalStream(pytestconfig))
-    except InstallError as exc:
-        pytest.fail(f"could not install open-bedrock-server:\n{exc}", pytrace=False)
+    return _install(pytestconfig, ensure_bedrock, "open-bedrock-server")
 
 
 @pytest.fixture(scope="session")
@@ -122,14 +127,9 @@ def bedrock_server(
     bedrock_venv: Path, llama_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BedrockServer]:
     """The Amazon server on a free 127.0.0.1 port with the real llama-server as upstream."""
-    server = BedrockServer(
-        bedrock_venv, llama_server.base_url, log_dir=tmp_path_factory.mktemp("bedrock")
-    )
-    server.start()
-    try:
+    log_dir = tmp_path_factory.mktemp("bedrock")
+    with BedrockServer(bedrock_venv, llama_server.base_url, log_dir=log_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -139,10 +139,7 @@ def litellm_venv(pytestconfig: pytest.Config) -> Path:
         pytest.skip(f"{SKIP_ENV} is set")
     if litellm_skipped():
         pytest.skip(f"{SKIP_LITELLM_ENV} is set")
-    try:
-        return ensure_litellm(_TerminalStream(pytestconfig))
-    except InstallError as exc:
-        pytest.fail(f"could not install litellm[proxy]:\n{exc}", pytrace=False)
+    return _install(pytestconfig, ensure_litellm, "litellm[proxy]")
 
 
 @pytest.fixture(scope="session")
@@ -150,11 +147,6 @@ def litellm_proxy(
     litellm_venv: Path, llama_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiteLLMProxy]:
     """LiteLLM proxy on a free 127.0.0.1 port routing ``openai/tiny-llama`` to llama-server."""
-    proxy = LiteLLMProxy(
-        litellm_venv, llama_server.base_url, log_dir=tmp_path_factory.mktemp("litellm")
-    )
-    proxy.start()
-    try:
+    log_dir = tmp_path_factory.mktemp("litellm")
+    with LiteLLMProxy(litellm_venv, llama_server.base_url, log_dir=log_dir) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
