@@ -52,6 +52,8 @@ JOBS_ENV = "CHAT_COMPLETIONS_E2E_JOBS"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MAKE_TINY_GGUF = REPO_ROOT.parent / "shared" / "tools" / "make_tiny_gguf.py"
+# A copy of the shared generator, for a clone with no shared/ beside it (vendor/README.md).
+VENDORED_MAKE_TINY_GGUF = Path(__file__).resolve().parent / "vendor" / "make_tiny_gguf.py"
 
 # Files of the llama.cpp tree that the model generator needs (relative to the sdist root).
 VOCAB_IN_SDIST = "llama.cpp/models/ggml-vocab-qwen2.gguf"
@@ -121,8 +123,13 @@ def cache_dir() -> Path:
 
 
 def make_tiny_gguf_script() -> Path:
+    """The env override, else shared/tools beside the repository, else the vendored copy."""
     override = os.environ.get(MAKE_TINY_ENV)
-    return Path(override).expanduser() if override else DEFAULT_MAKE_TINY_GGUF
+    if override:
+        return Path(override).expanduser()
+    if DEFAULT_MAKE_TINY_GGUF.is_file():
+        return DEFAULT_MAKE_TINY_GGUF
+    return VENDORED_MAKE_TINY_GGUF
 
 
 def _server_dir(base: Path) -> Path:
@@ -401,8 +408,8 @@ def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaAr
     script = make_tiny_gguf_script()
     if not script.is_file():
         raise BuildError(
-            f"model generator not found: {script} (expected ../shared/tools/make_tiny_gguf.py "
-            f"beside the repository, or set {MAKE_TINY_ENV})"
+            f"model generator not found: {script} (set {MAKE_TINY_ENV} to a copy of "
+            "make_tiny_gguf.py, or restore tests/e2e/vendor/make_tiny_gguf.py)"
         )
     ready = artifacts_if_ready()
     if ready is not None:
