@@ -34,8 +34,13 @@ def build_http_client(cfg: ProviderConfig) -> httpx.AsyncClient:
         max_connections=cfg.max_connections,
         max_keepalive_connections=min(cfg.max_connections, 20),
     )
-    inner = httpx.AsyncHTTPTransport(verify=_verify(cfg.verify), limits=limits)
-    return httpx.AsyncClient(timeout=timeout, transport=StaleConnectionResend(inner))
+    verify = _verify(cfg.verify)
+    inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    # verify and limits also go to the client: httpx builds the transports for proxies
+    # from the environment (HTTPS_PROXY, ...) with them.
+    return httpx.AsyncClient(
+        timeout=timeout, verify=verify, limits=limits, transport=StaleConnectionResend(inner)
+    )
 
 
 # Failures that mean "the pooled connection was already dead", when nothing came back.
