@@ -334,8 +334,6 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
 def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
     call_id = message.get("tool_call_id")
     content = message.get("content")
-    if content and isinstance(content, list) and _only_results(index, content, out):
-        return
     blocks = _content_blocks(index, content)
     if blocks is None:
         out.append(_result_message(index, call_id, content))
@@ -349,20 +347,6 @@ def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> 
         raise ConversionError(index, "tool message has no tool_call_id")
     elif parts.items:
         out.append({"role": "user", "content": parts.content()})
-
-
-def _only_results(index: int, blocks: list[Any], out: list[dict[str, Any]]) -> bool:
-    """The common tool message (nothing but ToolResultBlocks), converted without the
-    general collector: a long agent history is mostly these. False, with `out` untouched,
-    for anything else."""
-    results = []
-    for block in blocks:
-        b = _fields(block) if block is not None else None
-        if b is None or b.get("type") != "tool_result":
-            return False
-        results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
-    out.extend(results)
-    return True
 
 
 def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
