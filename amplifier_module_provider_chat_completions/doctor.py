@@ -310,7 +310,7 @@ async def _identity(provider: ChatCompletionsProvider, report: Report, profile: 
         report.model, report.context_window = info.id, info.context_window or None
     if profile.version_path:
         try:
-            body = await provider._get_json(profile.version_path)
+            body = await provider.awareness.get_json(profile.version_path)
         except Exception:
             body = None
         report.version = detect.version_from(body, profile.version_key)

@@ -1,6 +1,7 @@
 """ChatCompletionsProvider: the Amplifier provider over any Chat Completions server.
 
-I/O lives here and in transport.py; every conversion is a pure function elsewhere.
+I/O lives here, in awareness.py (server probes) and in transport.py; every conversion is
+a pure function elsewhere.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import replace
 from typing import Any
 
 from amplifier_core.llm_errors import (
     ConfigurationError,
-    ContextLengthError,
     InvalidRequestError,
     InvalidToolCallError,
     LLMError,
@@ -25,14 +24,14 @@ from amplifier_core.llm_errors import (
     ProviderUnavailableError,
     StreamError,
 )
-from amplifier_core.message_models import ChatRequest, ChatResponse, Degradation, ToolCall
+from amplifier_core.message_models import ChatRequest, ChatResponse, ToolCall
 from amplifier_core.models import ConfigField, ModelInfo, ProviderInfo
 from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
 
-from . import detect
 from . import events as ev
 from .arguments import ArgumentsError
 from .assemble import InBandError, ResponseAssembler
+from .awareness import ServerAwareness
 from .config import ProviderConfig, parse_config
 from .convert import ConversionError, build_request_body, dumps_body
 from .errors import (
@@ -42,22 +41,20 @@ from .errors import (
     scrub_exception_chain,
 )
 from .events import EventSink, StreamEmitter, usage_payload
-from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
+from .healing import Fix
 from .hygiene import is_mistral_family, rewrite_tool_ids_for_mistral
 from .models import parse_model_list
-from .profiles import GENERIC, PROFILES, ServerProfile, apply_profile, profile_for
+from .profiles import ServerProfile, apply_profile
 from .repair import repair_tool_sequence
 from .response import to_chat_response
 from .sse import iter_sse_batches
-from .transport import Transport, insecure_key_host, response_headers, server_root
+from .transport import Transport, insecure_key_host
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "chat-completions"
 DISPLAY_NAME = "OpenAI-Compatible"
 CHAT_PATH = "/chat/completions"
-PROBE_TIMEOUT = 3.0  # detection and context-window GETs: small answers or nothing
-MAX_HEALS = 3  # distinct self-healing resends per request
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 # After [DONE], how long to wait for the end of the body (normally already received) so
 # the connection can go back to the pool instead of being closed.
@@ -138,13 +135,8 @@ class ChatCompletionsProvider:
                 insecure_host,
             )
         self._transport: Transport | None = None
-        # Server awareness (see the section at the end): detected once, healed as we go.
-        self._detected: ServerProfile | None = None
-        self._detect_lock = asyncio.Lock()
-        self._detect_failures = 0
-        self._models_body: Any = None
-        self._windows: dict[str, int | None] = {}
-        self._fixes: dict[str, Fix] = {}
+        # Detected once, healed as we go; asks the server through self._client().
+        self._awareness = ServerAwareness(self.config, self._client)
 
     # -- identity ---------------------------------------------------------------------
 
@@ -230,7 +222,7 @@ class ChatCompletionsProvider:
             err = self._map_exception(exc, cfg.default_model)
             logger.warning("[%s] could not list models: %s", self.name, err)
             return []
-        self._models_body = body
+        self._awareness.remember_models(body)
         models = parse_model_list(
             body,
             configured_model=cfg.default_model,
@@ -238,7 +230,25 @@ class ChatCompletionsProvider:
             max_output_tokens=cfg.max_tokens,
             context_window_override=cfg.context_window,
         )
-        return await self._fill_context_windows(models)
+        return await self._awareness.fill_context_windows(models)
+
+    async def get_model_info(self, model_id: str | None = None) -> ModelInfo | None:
+        """The model's runtime context window where the server tells, or the config override.
+
+        None when the server neither lists the model nor states a window for it.
+        """
+        return await self._awareness.model_info(model_id or self.config.default_model)
+
+    # -- server awareness -------------------------------------------------------------
+
+    @property
+    def awareness(self) -> ServerAwareness:
+        """Detection, context windows and healing state (the doctor probes through it)."""
+        return self._awareness
+
+    async def server_profile(self) -> ServerProfile:
+        """The server's profile (config `server`, else detected once) plus healed changes."""
+        return await self._awareness.profile()
 
     # -- completion -------------------------------------------------------------------
 
@@ -320,11 +330,13 @@ class ChatCompletionsProvider:
                         break
                     except InvalidRequestError as err:
                         # Self-healing: resend once per distinct fix the rejection allows.
-                        healed.append(self._heal(err, sent, profile, len(healed)))
+                        healed.append(self._awareness.heal(err, sent, profile, len(healed)))
                         profile = await self.server_profile()
                         sent = self._shape(body, profile, model)
                         content = dumps_body(sent)
-                response.degradation = response.degradation or self._degradation(body, sent, healed)
+                response.degradation = response.degradation or self._awareness.degradation(
+                    body, sent, healed
+                )
         except TimeoutError as exc:
             err = LLMTimeoutError(
                 f"request did not finish within its timeout of {request.timeout} s",
@@ -468,7 +480,7 @@ class ChatCompletionsProvider:
 
     def _shape(self, body: dict[str, Any], profile: ServerProfile, model: str) -> dict[str, Any]:
         """The body as this server gets it: profile reshaping, then tool-call ids."""
-        sent = apply_profile(body, profile, removed=self._removed_fields())
+        sent = apply_profile(body, profile, removed=self._awareness.removed_fields())
         if profile.tool_id_style == "mistral9" or is_mistral_family(model):
             # Mistral tokenizers (vLLM) accept only 9-alphanumeric ids in history. Only the
             # wire copy changes: Amplifier keeps the ids it gave, and the response's ids
@@ -610,199 +622,4 @@ class ChatCompletionsProvider:
                 "usage": {},
                 "error": {"type": type(err).__name__, "msg": str(err)},
             },
-        )
-
-    # -- server awareness: profile detection, context windows, self-healing -------------
-
-    async def server_profile(self) -> ServerProfile:
-        """The server's profile (config `server`, else detected once) plus healed changes."""
-        base = self._detected or await self._detect()
-        changes = {k: v for fix in self._fixes.values() for k, v in fix.profile_changes.items()}
-        return replace(base, **changes) if changes else base
-
-    def _removed_fields(self) -> set[str]:
-        return {name for fix in self._fixes.values() for name in fix.drop}
-
-    async def _detect(self) -> ServerProfile:
-        if self.config.server != "auto":
-            profile = profile_for(self.config.server)
-            if profile is None:
-                logger.warning(
-                    "[%s] unknown server %r (known: %s); using the generic profile",
-                    self.name,
-                    self.config.server,
-                    ", ".join(sorted(PROFILES)),
-                )
-                profile = GENERIC
-            self._detected = profile
-            return profile
-        # One probe even when many first requests arrive together.
-        async with self._detect_lock:
-            if self._detected is not None:
-                return self._detected
-            key, final = await self._fingerprint()
-            profile = PROFILES.get(key, GENERIC)
-            if final:
-                self._detected = profile
-                if profile is GENERIC:
-                    logger.info(
-                        "[%s] server not identified; using the generic profile "
-                        "(set `server` to choose one)",
-                        self.name,
-                    )
-                else:
-                    logger.info("[%s] server detected as %s", self.name, profile.title)
-            return profile
-
-    async def _fingerprint(self) -> tuple[str, bool]:
-        """(profile key, whether to keep it); any failure means the generic profile."""
-        try:
-            async with asyncio.timeout(2 * PROBE_TIMEOUT + 1):
-                response = await self._client().get("/models", timeout=PROBE_TIMEOUT)
-                headers = response_headers(response)
-                body = json.loads(response.content)
-                self._models_body = body
-                key = detect.classify(body, headers)
-                path = detect.follow_up(body, headers)
-                if path is not None:
-                    try:
-                        key = detect.classify_follow_up(path, await self._get_json(path)) or key
-                    except Exception:
-                        logger.debug("[%s] probe %s failed", self.name, path, exc_info=True)
-            return key, True
-        except ConfigurationError:
-            raise
-        except Exception:
-            # The server may not be up yet: try again on the next request, once.
-            logger.debug("[%s] server detection failed", self.name, exc_info=True)
-            self._detect_failures += 1
-            return GENERIC.key, self._detect_failures >= 2
-
-    async def _get_json(self, path: str) -> Any:
-        """GET a small JSON document: "/v1/..." under base_url, anything else from the root."""
-        transport = self._client()
-        if path.startswith("/v1/"):
-            url = path[len("/v1") :]
-        else:
-            url = server_root(self.config.base_url) + path
-        response = await transport.get(url, timeout=PROBE_TIMEOUT)
-        return json.loads(response.content)
-
-    async def get_model_info(self, model_id: str | None = None) -> ModelInfo | None:
-        """The model's runtime context window where the server tells, or the config override.
-
-        None when the server neither lists the model nor states a window for it.
-        """
-        model_id = model_id or self.config.default_model
-        if self._models_body is None:
-            try:
-                self._models_body = await self._get_json("/v1/models")
-            except ConfigurationError:
-                raise
-            except Exception:
-                logger.debug("[%s] could not list models", self.name, exc_info=True)
-        ids = [e.get("id") for e in detect.model_entries(self._models_body)]
-        if model_id == "default" and len(ids) == 1 and isinstance(ids[0], str):
-            model_id = ids[0]  # single-model servers answer whatever the name
-        window = self.config.context_window or await self._context_window(model_id)
-        if not window and model_id not in ids:
-            return None
-        return ModelInfo(
-            id=model_id,
-            display_name=model_id,
-            context_window=window or 0,
-            max_output_tokens=self.config.max_tokens,
-            capabilities=["tools", "streaming", "json_mode"],
-        )
-
-    async def _context_window(self, model_id: str) -> int | None:
-        if model_id in self._windows:
-            return self._windows[model_id]
-        profile = await self.server_profile()
-        window: int | None = None
-        for source in profile.context_sources:
-            try:
-                if source == "models":
-                    if self._models_body is None:
-                        self._models_body = await self._get_json("/v1/models")
-                    body = self._models_body
-                else:
-                    body = await self._get_json(detect.context_source_path(source, model_id) or "")
-                window = detect.context_window_from(source, body, model_id)
-            except ConfigurationError:
-                raise
-            except Exception:
-                logger.debug("[%s] no context window from %s", self.name, source, exc_info=True)
-            if window:
-                break
-        self._windows[model_id] = window
-        return window
-
-    async def _fill_context_windows(self, models: list[ModelInfo]) -> list[ModelInfo]:
-        """Ask the server's other endpoints for windows /models did not state (first 16)."""
-        out: list[ModelInfo] = []
-        for n, info in enumerate(models):
-            if info.context_window or n >= 16:
-                out.append(info)
-                continue
-            window = await self._context_window(info.id)
-            out.append(info.model_copy(update={"context_window": window}) if window else info)
-        return out
-
-    def _heal(
-        self, err: InvalidRequestError, sent: dict[str, Any], profile: ServerProfile, n: int
-    ) -> Fix:
-        """The fix for a rejected request (remembered), or re-raise when there is none."""
-        if isinstance(err, ContextLengthError) or n >= MAX_HEALS:
-            raise err
-        text = rejection_text(err)
-        fix = diagnose_rejection(err.status_code, text, sent, profile) or diagnose_alternation(
-            text, profile
-        )
-        if fix is None:
-            raise err
-        if fix.hint is not None:
-            if fix.hint in str(err):
-                raise err
-            raise InvalidRequestError(
-                f"{err}; {fix.hint}",
-                provider=err.provider,
-                model=err.model,
-                status_code=err.status_code,
-            ) from err
-        # Judged against what this request sent, so concurrent requests that were rejected
-        # before another one remembered the fix still resend (and do not warn again).
-        changed = any(getattr(profile, k, v) != v for k, v in fix.profile_changes.items())
-        if not changed and not set(fix.drop) & set(sent):
-            raise err  # the same rejection again: resending would loop
-        if fix.key not in self._fixes:
-            self._fixes[fix.key] = fix
-            logger.warning(
-                "[%s] the server rejected `%s`; sending %s instead from now on (%s)",
-                self.name,
-                fix.parameter,
-                "it as " + fix.actual if fix.profile_changes else "without it",
-                err,
-            )
-        return fix
-
-    def _degradation(
-        self, body: dict[str, Any], sent: dict[str, Any], healed: list[Fix]
-    ) -> Degradation | None:
-        """What of the request the server did not get as asked (None: everything)."""
-        notes: list[tuple[str, str, str]] = []
-        remembered = [f for f in self._fixes.values() if f.lossy and f not in healed]
-        for fix in [*healed, *remembered]:
-            if any(name in body for name in (fix.drop or (fix.parameter,))):
-                notes.append((fix.parameter, fix.actual, "the server rejected it"))
-        dropped_format = "response_format" in body and "response_format" not in sent
-        if dropped_format and all(name != "response_format" for name, _, _ in notes):
-            title = (self._detected or GENERIC).title
-            notes.append(("response_format", "omitted", f"{title} does not support it"))
-        if not notes:
-            return None
-        return Degradation(
-            requested=", ".join(name for name, _, _ in notes),
-            actual="; ".join(f"{name}: {actual}" for name, actual, _ in notes),
-            reason="; ".join(f"{name}: {reason}" for name, _, reason in notes),
         )
