@@ -279,8 +279,15 @@ def _tool_call(index: int, call_id: Any, name: Any, arguments: Any) -> dict[str,
     }
 
 
-def _extra_tool_calls(index: int, raw: Any) -> list[dict[str, Any]]:
-    """Tool calls carried as an extra `tool_calls` field, OpenAI or ToolCall shaped."""
+def _extra_tool_calls(index: int, raw: Any, known: set[str]) -> list[dict[str, Any]]:
+    """Tool calls carried as an extra `tool_calls` field, beside or instead of blocks.
+
+    Accepted shapes: OpenAI's {"id", "function": {"name", "arguments"}}, ToolCall's
+    {"id", "name", "arguments"}, and the orchestrators' {"id", "tool", "arguments"}
+    (loop-streaming and loop-basic store every tool turn that way, next to ToolCallBlocks).
+    A call whose id a content block already carried is skipped before it is checked: the
+    block is the complete copy, and the duplicate must never fail the request.
+    """
     if not raw:
         return []
     if not isinstance(raw, list | tuple):
@@ -288,9 +295,18 @@ def _extra_tool_calls(index: int, raw: Any) -> list[dict[str, Any]]:
     calls = []
     for item in raw:
         f = _fields(item)
+        call_id = f.get("id")
+        if isinstance(call_id, str) and call_id in known:
+            continue
         function = f.get("function")
         source = f if function is None else _fields(function)
-        calls.append(_tool_call(index, f.get("id"), source.get("name"), source.get("arguments")))
+        name = source.get("name") or f.get("tool")
+        arguments = source.get("arguments")
+        if arguments is None:
+            arguments = f.get("input")
+        call = _tool_call(index, call_id, name, arguments)
+        known.add(call["id"])
+        calls.append(call)
     return calls
 
 
@@ -317,12 +333,8 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
             # thinking/reasoning is never sent back: most servers reject or re-template it
         text = "\n".join(texts)
     extra = message.get("tool_calls")
-    if extra:  # rare: calls carried as an OpenAI-style field as well as (or not) blocks
-        seen = {call["id"] for call in calls}
-        for call in _extra_tool_calls(index, extra):
-            if call["id"] not in seen:
-                seen.add(call["id"])
-                calls.append(call)
+    if extra:
+        calls.extend(_extra_tool_calls(index, extra, {call["id"] for call in calls}))
     # "" and never null: Ampify answers 500 to content null
     wire: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
