@@ -9,6 +9,7 @@ the provider's Transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from amplifier_core.models import ModelInfo
 from . import detect
 from .config import ProviderConfig
 from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
+from .models import DEFAULT_MODEL, model_info
 from .profiles import GENERIC, PROFILES, ServerProfile, profile_for
 from .transport import Transport, response_headers, server_root
 
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT = 3.0  # detection and context-window GETs: small answers or nothing
 MAX_HEALS = 3  # distinct self-healing resends per request
 MAX_WINDOW_LOOKUPS = 16  # models whose missing window list_models asks other endpoints for
+DISCOVERY_TIMEOUT = 10.0  # the background probe at mount: detection + one window lookup
 
 
 class ServerAwareness:
@@ -48,6 +51,8 @@ class ServerAwareness:
         self._models_body: Any = None
         self._windows: dict[str, int | None] = {}
         self._fixes: dict[str, Fix] = {}
+        self._discovery: asyncio.Task[None] | None = None
+        self._probed: dict[str, Any] = {}  # detection follow-up answers, by path
 
     @property
     def _name(self) -> str:
@@ -108,7 +113,10 @@ class ServerAwareness:
                 path = detect.follow_up(body, headers)
                 if path is not None:
                     try:
-                        key = detect.classify_follow_up(path, await self.get_json(path)) or key
+                        answer = await self.get_json(path)
+                        # Kept: the same document often states the context window too.
+                        self._probed[path] = answer
+                        key = detect.classify_follow_up(path, answer) or key
                     except Exception:
                         logger.debug("[%s] probe %s failed", self._name, path, exc_info=True)
             return key, True
@@ -132,49 +140,108 @@ class ServerAwareness:
 
     # -- models and context windows ---------------------------------------------------
 
+    def start_discovery(self) -> None:
+        """Detect the server and the default model's window in the background.
+
+        Started at mount so the host's first turn already knows the window (context
+        managers read it synchronously); bounded, and cancelled by stop_discovery().
+        """
+        if self._discovery is None:
+            self._discovery = asyncio.get_running_loop().create_task(
+                self._discover(), name=f"{self._name}-discovery"
+            )
+
+    async def _discover(self) -> None:
+        try:
+            async with asyncio.timeout(DISCOVERY_TIMEOUT):
+                await self.model_info(self._config.default_model)
+        except ConfigurationError:
+            pass  # no base_url: complete() reports it
+        except Exception:
+            logger.debug("[%s] background discovery failed", self._name, exc_info=True)
+
+    async def stop_discovery(self) -> None:
+        task, self._discovery = self._discovery, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _await_discovery(self) -> None:
+        # asyncio.wait, not await: a cancelled caller must not cancel the shared probe.
+        task = self._discovery
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            await asyncio.wait({task})
+
     def remember_models(self, body: Any) -> None:
         """Keep a /models body list_models already fetched, so lookups need no second GET."""
         self._models_body = body
 
+    def _resolve(self, model_id: str) -> str:
+        """Single-model servers answer whatever the name: "default" means that model."""
+        if model_id == DEFAULT_MODEL and self._models_body is not None:
+            ids = [e.get("id") for e in detect.model_entries(self._models_body)]
+            if len(ids) == 1 and isinstance(ids[0], str):
+                return ids[0]
+        return model_id
+
+    def known_window(self, model_id: str) -> int | None:
+        """The context window known now (config, or discovered): no I/O."""
+        return self._config.context_window or self._windows.get(self._resolve(model_id))
+
+    def known_model_info(self, model_id: str) -> ModelInfo | None:
+        """ModelInfo from what is known now (no I/O); None while the window is unknown."""
+        window = self.known_window(model_id)
+        if not window:
+            return None
+        return model_info(self._resolve(model_id), window, self._config.max_tokens)
+
+    async def window(self, model_id: str, profile: ServerProfile) -> int | None:
+        """The model's context window: config, else asked of the server once per model.
+
+        `profile` is the detected one: detection has read /models already, so a server
+        that did not answer it is not asked again here (it is, on the next request).
+        """
+        if self._config.context_window:
+            return self._config.context_window
+        await self._await_discovery()
+        if self._models_body is None and self._config.server != "auto":
+            # A configured profile skips detection, which is what reads /models.
+            with contextlib.suppress(Exception):
+                self._models_body = await self.get_json("/v1/models")
+        if self._models_body is None:
+            return None
+        return await self._context_window(self._resolve(model_id), profile)
+
     async def model_info(self, model_id: str) -> ModelInfo | None:
-        """The model's runtime context window where the server tells, or the config override.
+        """Asks the server: the model's window where it tells, or the config override.
 
         None when the server neither lists the model nor states a window for it.
         """
-        if self._models_body is None:
-            try:
-                self._models_body = await self.get_json("/v1/models")
-            except ConfigurationError:
-                raise
-            except Exception:
-                logger.debug("[%s] could not list models", self._name, exc_info=True)
+        window = await self.window(model_id, await self.profile())
+        model_id = self._resolve(model_id)
         ids = [e.get("id") for e in detect.model_entries(self._models_body)]
-        if model_id == "default" and len(ids) == 1 and isinstance(ids[0], str):
-            model_id = ids[0]  # single-model servers answer whatever the name
-        window = self._config.context_window or await self._context_window(model_id)
         if not window and model_id not in ids:
             return None
-        return ModelInfo(
-            id=model_id,
-            display_name=model_id,
-            context_window=window or 0,
-            max_output_tokens=self._config.max_tokens,
-            capabilities=["tools", "streaming", "json_mode"],
-        )
+        return model_info(model_id, window, self._config.max_tokens)
 
-    async def _context_window(self, model_id: str) -> int | None:
+    async def _context_window(self, model_id: str, profile: ServerProfile) -> int | None:
         if model_id in self._windows:
             return self._windows[model_id]
-        profile = await self.profile()
         window: int | None = None
+        answered = False  # a server that did not answer at all may tell us next time
         for source in profile.context_sources:
             try:
                 if source == "models":
                     if self._models_body is None:
-                        self._models_body = await self.get_json("/v1/models")
+                        continue
                     body = self._models_body
                 else:
-                    body = await self.get_json(detect.context_source_path(source, model_id) or "")
+                    path = detect.context_source_path(source, model_id) or ""
+                    body = self._probed.get(path)
+                    if body is None:
+                        body = await self.get_json(path)
+                answered = True
                 window = detect.context_window_from(source, body, model_id)
             except ConfigurationError:
                 raise
@@ -182,18 +249,21 @@ class ServerAwareness:
                 logger.debug("[%s] no context window from %s", self._name, source, exc_info=True)
             if window:
                 break
-        self._windows[model_id] = window
+        if answered:
+            self._windows[model_id] = window
         return window
 
     async def fill_context_windows(self, models: list[ModelInfo]) -> list[ModelInfo]:
         """Ask the server's other endpoints for windows /models did not state (first 16)."""
         out: list[ModelInfo] = []
         for n, info in enumerate(models):
+            if info.context_window and not self._config.context_window:
+                self._windows.setdefault(info.id, info.context_window)
             if info.context_window or n >= MAX_WINDOW_LOOKUPS:
                 out.append(info)
                 continue
-            window = await self._context_window(info.id)
-            out.append(info.model_copy(update={"context_window": window}) if window else info)
+            window = await self._context_window(info.id, await self.profile())
+            out.append(model_info(info.id, window, self._config.max_tokens) if window else info)
         return out
 
     # -- self-healing -----------------------------------------------------------------

@@ -496,11 +496,14 @@ def _stop(value: Any) -> list[str] | str | None:
     return list(value)
 
 
-def build_request_body(request: ChatRequest, cfg: BodyDefaults, *, stream: bool) -> dict[str, Any]:
+def build_request_body(
+    request: ChatRequest, cfg: BodyDefaults, *, stream: bool, max_tokens: int | None = None
+) -> dict[str, Any]:
     """The JSON body for POST /chat/completions.
 
     Request fields override configured defaults; unset values are omitted rather than
     sent as null (strict servers 422 on nulls); `cfg.extra_body` is merged last and wins.
+    `max_tokens`, when given, is the output limit already decided for this request.
     """
     body: dict[str, Any] = {
         "model": request.model or cfg.default_model,
@@ -512,9 +515,10 @@ def build_request_body(request: ChatRequest, cfg: BodyDefaults, *, stream: bool)
     top_p = request.top_p if request.top_p is not None else cfg.top_p
     if top_p is not None:
         body["top_p"] = top_p
-    max_tokens = (
-        request.max_output_tokens if request.max_output_tokens is not None else cfg.max_tokens
-    )
+    if max_tokens is None:
+        max_tokens = (
+            request.max_output_tokens if request.max_output_tokens is not None else cfg.max_tokens
+        )
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     stop = _stop(request.stop) or _stop(cfg.stop)

@@ -303,7 +303,7 @@ async def _identity(provider: ChatCompletionsProvider, report: Report, profile: 
         models = []
     report.models = [{"id": m.id, "context_window": m.context_window or None} for m in models]
     try:
-        info = await provider.get_model_info()
+        info = await provider.fetch_model_info()
     except LLMError:
         info = None
     if info is not None:

@@ -77,6 +77,50 @@ CONTEXT_OVERFLOW_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 
+# Overflow texts that give the window and the prompt's size: (window, prompt) groups.
+_OVERFLOW_SIZES: tuple[re.Pattern[str], ...] = (
+    # vLLM / OpenAI: "maximum context length is 4096 tokens. However, you requested 5000
+    # tokens (3000 in the messages, 2000 in the completion)"
+    re.compile(r"maximum context length is (\d+) tokens.{0,80}?\((\d+) in the messages", re.S),
+    # OpenAI: "... maximum context length is 8192 tokens. However, your messages resulted
+    # in 9000 tokens"; vLLM: "... However, your prompt contains 40000 input tokens"
+    re.compile(
+        r"maximum context length is (\d+) tokens.{0,80}?"
+        r"(?:messages resulted in|prompt contains) (\d+)",
+        re.S,
+    ),
+    # TGI: "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3000 `inputs` tokens"
+    re.compile(r"must be <= (\d+)\. Given: (\d+) `?inputs`? tokens"),
+    # SGLang: "maximum context length of 4096 tokens. You requested a total of 5000 tokens:
+    # 3000 tokens from the input messages"
+    re.compile(r"context length of (\d+) tokens.{0,80}?(\d+) tokens from the input", re.S),
+)
+# Wordings that blame the prompt alone: llama.cpp (which never counts max_tokens against
+# the window), SGLang, LM Studio, Ollama, Bedrock, Perplexity and generic proxies.
+_PROMPT_ONLY_OVERFLOW = re.compile(
+    r"exceed_context_size_error|exceeds the available context|is longer than the model"
+    r"|tokens to keep from the initial prompt|prompt too long|(?:input|prompt) is too long"
+    r"|too_many_prompt_tokens|total length of all messages is too long",
+    re.IGNORECASE,
+)
+
+
+def prompt_overflows(text: str) -> bool | None:
+    """Whether an overflow error says the prompt alone is too long for the window.
+
+    False: the prompt fits and only the requested output did not (a smaller max_tokens
+    would succeed). None: the text does not tell.
+    """
+    if _PROMPT_ONLY_OVERFLOW.search(text):
+        return True
+    for pattern in _OVERFLOW_SIZES:
+        found = pattern.search(text)
+        if found:
+            window, prompt = int(found.group(1)), int(found.group(2))
+            return prompt >= window
+    return None
+
+
 _ROLES_ALTERNATE = re.compile(r"roles must alternate", re.IGNORECASE)
 # llama.cpp without --jinja: old builds "Unsupported param: tools", current ones (HTTP 500)
 # "tools param requires --jinja flag".
@@ -456,7 +500,9 @@ def _network_error(
     if "CERTIFICATE_VERIFY_FAILED" in detail:
         detail += "; set verify to a CA bundle path (or false for a trusted local server)"
     elif name == "ConnectError":
-        detail = f"could not connect: {detail}; is the server running? check base_url"
+        where = _request_url(exc)
+        target = f" to {where}" if where else ""
+        detail = f"could not connect{target}: {detail}; is the server running? check base_url"
     elif name == "RemoteProtocolError":
         # httpx's text says which: before any response, or inside one.
         before = "without sending a response" in detail
@@ -466,6 +512,19 @@ def _network_error(
         detail = f"{name}: {detail}"
     cls = StreamError if streaming_started else NetworkError
     return cls(f"{detail} ({provider})", provider=provider, model=model)
+
+
+def _request_url(exc: BaseException) -> str | None:
+    """The URL a transport error was for, without credentials or query."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]  # httpx raises when unset
+    except Exception:
+        return None
+    try:
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.host}{port}{url.path}"
+    except Exception:
+        return None
 
 
 def _status_error_body(exc: Any) -> str:

@@ -34,6 +34,29 @@ def context_window_of(entry: dict[str, Any]) -> int | None:
     return None
 
 
+def output_limit(max_tokens: int, window: int | None) -> int:
+    """The default output limit: the configured max_tokens, at most half a known window.
+
+    Half, so a default never leaves a long prompt no room (servers that count max_tokens
+    against the window reject prompt + max_tokens > window), and so a context manager
+    that reserves part of max_output_tokens keeps a usable budget on small windows.
+    """
+    if window:
+        return max(1, min(max_tokens, window // 2))
+    return max_tokens
+
+
+def model_info(model_id: str, window: int | None, max_tokens: int) -> ModelInfo:
+    """ModelInfo for one model: its window (0: unknown) and the output limit it allows."""
+    return ModelInfo(
+        id=model_id,
+        display_name=model_id,
+        context_window=window or 0,
+        max_output_tokens=output_limit(max_tokens, window),
+        capabilities=["tools", "streaming", "json_mode"],
+    )
+
+
 def parse_model_list(
     body: Any,
     *,
@@ -58,16 +81,8 @@ def parse_model_list(
         if not isinstance(model_id, str) or not model_id or model_id in seen:
             continue
         seen.add(model_id)
-        window = context_window_override or context_window_of(entry) or 0
-        models.append(
-            ModelInfo(
-                id=model_id,
-                display_name=model_id,
-                context_window=window,
-                max_output_tokens=max_output_tokens,
-                capabilities=["tools", "streaming", "json_mode"],
-            )
-        )
+        window = context_window_override or context_window_of(entry)
+        models.append(model_info(model_id, window, max_output_tokens))
     if filtered and configured_model != DEFAULT_MODEL:
         chosen = [m for m in models if m.id == configured_model]
         if chosen:

@@ -17,6 +17,7 @@ from typing import Any
 
 from amplifier_core.llm_errors import (
     ConfigurationError,
+    ContextLengthError,
     InvalidRequestError,
     InvalidToolCallError,
     LLMError,
@@ -38,12 +39,13 @@ from .errors import (
     describe_body,
     error_from_exception,
     error_from_payload,
+    prompt_overflows,
     scrub_exception_chain,
 )
 from .events import EventSink, StreamEmitter, usage_payload
 from .healing import Fix
 from .hygiene import is_mistral_family, rewrite_tool_ids_for_mistral
-from .models import parse_model_list
+from .models import output_limit, parse_model_list
 from .profiles import ServerProfile, apply_profile
 from .repair import repair_tool_sequence
 from .response import to_chat_response
@@ -53,12 +55,17 @@ from .transport import Transport, insecure_key_host
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME = "chat-completions"
+# What amplifier-app-cli passes as base_url when its settings hold none.
+CLI_NO_BASE_URL = "http://placeholder"
 DISPLAY_NAME = "OpenAI-Compatible"
 CHAT_PATH = "/chat/completions"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 # After [DONE], how long to wait for the end of the body (normally already received) so
 # the connection can go back to the pool instead of being closed.
 DRAIN_TIMEOUT = 0.05
+# A models endpoint that does not exist: the server lists nothing, it is not down.
+_NO_MODELS_ENDPOINT = frozenset({404, 405, 501})
+WINDOW_LOOKUP_TIMEOUT = 8.0  # a slow probe costs the first request this much at most
 _JSON = json.JSONDecoder()  # the decoder json.loads uses, for its raw_decode
 
 
@@ -87,11 +94,17 @@ async def _drain(batches: AsyncIterator[list[str]]) -> None:
 class ChatCompletionsProvider:
     """Amplifier provider for servers speaking the OpenAI Chat Completions wire format.
 
-    Accepts every constructor form amplifier-app-cli tries: (api_key=, config=),
-    (base_url=, api_key=, config=), (base_url=, config=), (config=) and (). Values given
-    as keywords fill what `config` leaves unset; validation is the same as mount()'s.
-    A missing base_url is allowed here (the setup wizard constructs the class to call
-    get_info()); complete() and list_models() then raise a ConfigurationError.
+    Values given as keywords fill what `config` leaves unset; validation is the same as
+    mount()'s. A missing base_url is allowed (the setup wizard constructs the class just
+    to call get_info()); complete() and list_models() then raise a ConfigurationError.
+
+    amplifier-app-cli (provider_loader._try_instantiate_provider) builds the class for
+    `provider test` and the model picker by trying, in order, (api_key=, config={}),
+    (base_url=, api_key=, config={}), (base_url=, config={}), (host=, config={}),
+    (config={}) and (), catching TypeError; only base_url and api_key come from the stored
+    settings, and "http://placeholder" stands for "none stored". So api_key= without any
+    base_url is refused with a TypeError: the first form would otherwise win and lose the
+    instance's own server (the CLI then uses the second form, which carries it).
     """
 
     def __init__(
@@ -112,6 +125,12 @@ class ChatCompletionsProvider:
             raise ConfigurationError(
                 f"invalid provider config: could not read settings ({type(exc).__name__})"
             ) from exc
+        if api_key is not None and not base_url and not merged.get("base_url"):
+            raise TypeError(
+                "ChatCompletionsProvider(api_key=...) needs base_url= (or config['base_url'])"
+            )
+        if base_url == CLI_NO_BASE_URL:
+            base_url = None  # the CLI had none stored: the environment may fill it
         if base_url and not merged.get("base_url"):
             merged["base_url"] = base_url
         if api_key and not merged.get("api_key"):
@@ -147,30 +166,43 @@ class ChatCompletionsProvider:
     def __repr__(self) -> str:
         return f"ChatCompletionsProvider(name={self.name!r}, base_url={self.config.base_url!r})"
 
+    @property
+    def default_model(self) -> str:
+        """The configured model (the CLI reports it in session metadata and JSON output)."""
+        return self.config.default_model
+
     def get_info(self) -> ProviderInfo:
         """Provider metadata for the host and its setup wizard; makes no network call."""
         cfg = self.config
         display = DISPLAY_NAME if cfg.name == DEFAULT_NAME else f"{DISPLAY_NAME} ({cfg.name})"
+        defaults: dict[str, Any] = {
+            "model": cfg.default_model,
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "timeout": cfg.timeout,
+            "max_retries": cfg.max_retries,
+            "use_streaming": cfg.use_streaming,
+        }
+        known = self.get_model_info()
+        if known is not None:
+            # context-simple falls back to these when get_model_info() gives nothing.
+            defaults["context_window"] = known.context_window
+            defaults["max_output_tokens"] = known.max_output_tokens
         return ProviderInfo(
             id=DEFAULT_NAME,
             display_name=display,
             credential_env_vars=["CHAT_COMPLETIONS_API_KEY"],
             capabilities=["streaming", "tools", "json_mode"],
-            defaults={
-                "model": cfg.default_model,
-                "max_tokens": cfg.max_tokens,
-                "temperature": cfg.temperature,
-                "timeout": cfg.timeout,
-                "max_retries": cfg.max_retries,
-                "use_streaming": cfg.use_streaming,
-            },
+            defaults=defaults,
             config_fields=[
+                # No env_var: the wizard would store every instance's URL in that one
+                # variable, so a second instance would repoint the first. mount() still
+                # reads CHAT_COMPLETIONS_BASE_URL when config has no base_url.
                 ConfigField(
                     id="base_url",
                     display_name="Server URL",
                     field_type="text",
                     prompt="Base URL of the OpenAI-compatible server (ends in /v1)",
-                    env_var="CHAT_COMPLETIONS_BASE_URL",
                     required=True,
                     default="http://localhost:8080/v1",
                 ),
@@ -199,8 +231,14 @@ class ChatCompletionsProvider:
             self._transport = Transport(self.config)
         return self._transport
 
+    def start_discovery(self) -> None:
+        """Begin learning the server and its context window in the background (mount)."""
+        if self.config.base_url:
+            self._awareness.start_discovery()
+
     async def close(self) -> None:
-        """Close the HTTP client; safe to call twice, bounded in time."""
+        """Stop discovery and close the HTTP client; safe to call twice, bounded in time."""
+        await self._awareness.stop_discovery()
         transport, self._transport = self._transport, None
         if transport is not None:
             try:
@@ -211,16 +249,26 @@ class ChatCompletionsProvider:
     # -- models -----------------------------------------------------------------------
 
     async def list_models(self) -> list[ModelInfo]:
-        """GET {base_url}/models; on any failure log a warning and return []."""
+        """GET {base_url}/models.
+
+        Raises the LLMError that says why when the server cannot be used (down, wrong
+        key, failing): `amplifier provider test` reports that as a failure, and the setup
+        wizard shows it and still offers free-text model entry. A server without a models
+        endpoint (404/405/501) or with an unreadable listing gives [].
+        """
         cfg = self.config
         try:
             response = await self._client().get("/models", timeout=min(cfg.timeout, 15.0))
-            body = json.loads(response.content)
-        except ConfigurationError:
-            raise
         except Exception as exc:
             err = self._map_exception(exc, cfg.default_model)
-            logger.warning("[%s] could not list models: %s", self.name, err)
+            if err.status_code in _NO_MODELS_ENDPOINT:
+                logger.info("[%s] the server has no models endpoint: %s", self.name, err)
+                return []
+            raise err from exc
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            logger.warning("[%s] the models listing is not JSON; listing none", self.name)
             return []
         self._awareness.remember_models(body)
         models = parse_model_list(
@@ -232,8 +280,16 @@ class ChatCompletionsProvider:
         )
         return await self._awareness.fill_context_windows(models)
 
-    async def get_model_info(self, model_id: str | None = None) -> ModelInfo | None:
-        """The model's runtime context window where the server tells, or the config override.
+    def get_model_info(self, model_id: str | None = None) -> ModelInfo | None:
+        """The context window and output limit known now: config or discovery; no I/O.
+
+        Synchronous because context managers call it without await. None until the
+        window is known (discovery starts at mount; complete() also learns it).
+        """
+        return self._awareness.known_model_info(model_id or self.config.default_model)
+
+    async def fetch_model_info(self, model_id: str | None = None) -> ModelInfo | None:
+        """Ask the server: the model's runtime window where it tells, or the override.
 
         None when the server neither lists the model nor states a window for it.
         """
@@ -261,9 +317,11 @@ class ChatCompletionsProvider:
         metadata = request.metadata or {}
         stream = cfg.use_streaming and metadata.get("stream") is not False
         model = request.model or cfg.default_model
+        profile = await self.server_profile()
+        max_tokens = self._output_limit(request, model, await self._window(model, profile))
 
         try:
-            body = build_request_body(request, cfg, stream=stream)
+            body = build_request_body(request, cfg, stream=stream, max_tokens=max_tokens)
             body["messages"], repaired, dropped = repair_tool_sequence(body["messages"])
         except ConversionError as exc:
             # Names the message index; never retried (the same history fails the same way).
@@ -284,7 +342,6 @@ class ChatCompletionsProvider:
                     "repaired_tool_ids": [*repaired, *dropped],
                 },
             )
-        profile = await self.server_profile()
         sent = self._shape(body, profile, model)
         content = dumps_body(sent)
 
@@ -328,6 +385,14 @@ class ChatCompletionsProvider:
                             attempt, self._retry_config(), on_retry=self._on_retry(model)
                         )
                         break
+                    except ContextLengthError as err:
+                        if not self._own_limit_overflowed(err, request, body):
+                            raise
+                        # Our default output limit did not fit beside this prompt: resend
+                        # once without it, so the server allows what room there is.
+                        body = {k: v for k, v in body.items() if k != "max_tokens"}
+                        sent = self._shape(body, profile, model)
+                        content = dumps_body(sent)
                     except InvalidRequestError as err:
                         # Self-healing: resend once per distinct fix the rejection allows.
                         healed.append(self._awareness.heal(err, sent, profile, len(healed)))
@@ -362,6 +427,42 @@ class ChatCompletionsProvider:
             response_event["raw"] = self._events.redact(response.model_dump(mode="json"))
         await self._events.emit(ev.LLM_RESPONSE, response_event)
         return response
+
+    async def _window(self, model: str, profile: ServerProfile) -> int | None:
+        """The model's context window, learned once per model and bounded in time."""
+        try:
+            async with asyncio.timeout(WINDOW_LOOKUP_TIMEOUT):
+                return await self._awareness.window(model, profile)
+        except ConfigurationError:
+            raise
+        except Exception:
+            logger.debug("[%s] context window lookup failed", self.name, exc_info=True)
+            return None
+
+    def _output_limit(self, request: ChatRequest, model: str, window: int | None) -> int:
+        """max_tokens for this request: the caller's, or our default capped by the window."""
+        wanted = request.max_output_tokens
+        if wanted is None:
+            return output_limit(self.config.max_tokens, window)
+        if window and wanted >= window:
+            raise InvalidRequestError(
+                f"max_output_tokens={wanted} cannot fit the context window of {model} "
+                f"({window} tokens, prompt included): ask for fewer output tokens",
+                provider=self.name,
+                model=model,
+            )
+        return wanted
+
+    @staticmethod
+    def _own_limit_overflowed(
+        err: ContextLengthError, request: ChatRequest, body: Mapping[str, Any]
+    ) -> bool:
+        """Whether an overflow may be our default max_tokens's doing, not the prompt's."""
+        return (
+            request.max_output_tokens is None
+            and "max_tokens" in body
+            and prompt_overflows(str(err)) is not True
+        )
 
     async def _post_once(
         self,

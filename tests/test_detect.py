@@ -171,7 +171,7 @@ async def test_runtime_context_window_per_server(start, key):
     server = start(key)
     provider = provider_for(server)
     try:
-        info = await provider.get_model_info(d.model)
+        info = await provider.fetch_model_info(d.model)
         models = await provider.list_models()
     finally:
         await provider.close()
@@ -188,7 +188,7 @@ async def test_llamacpp_without_meta_n_ctx_reads_props_per_slot(start):
     server = start(old)
     provider = provider_for(server)
     try:
-        info = await provider.get_model_info()  # "default": the single listed model
+        info = await provider.fetch_model_info()  # "default": the single listed model
     finally:
         await provider.close()
     assert info is not None
@@ -200,7 +200,7 @@ async def test_context_window_config_overrides_discovery(start):
     server = start("vllm")
     provider = provider_for(server, context_window=1000)
     try:
-        info = await provider.get_model_info("Qwen/Qwen3-8B")
+        info = await provider.fetch_model_info("Qwen/Qwen3-8B")
         models = await provider.list_models()
     finally:
         await provider.close()
@@ -212,7 +212,7 @@ async def test_unknown_model_without_window_is_none(start):
     server = start("ampify")
     provider = provider_for(server)
     try:
-        assert await provider.get_model_info("not-listed") is None
+        assert await provider.fetch_model_info("not-listed") is None
     finally:
         await provider.close()
 

@@ -234,7 +234,7 @@ async def test_list_models_and_context_window(
     # request 2048 tokens, which /v1/models states as meta.n_ctx.
     assert model.id.endswith(".gguf")
     assert model.context_window == 2048
-    info = await provider.get_model_info()
+    info = await provider.fetch_model_info()
     assert info is not None
     assert info.context_window == 2048
     assert (await provider.server_profile()).key == "llamacpp"

@@ -119,7 +119,11 @@ async def test_canary_never_leaks(
             assert isinstance(result, ChatResponse)
         except LLMError as exc:
             error = exc
-        await provider.list_models()  # a failing GET path too (logged as a warning)
+        list_error: BaseException | None = None
+        try:
+            await provider.list_models()  # a failing GET path too: raises what went wrong
+        except LLMError as exc:
+            list_error = exc
     await provider.close()
 
     if server is not None:
@@ -132,7 +136,7 @@ async def test_canary_never_leaks(
         assert error is not None, scenario
 
     seen: list[str] = [repr(provider), repr(provider.config), str(provider.get_info())]
-    for exc in _chain(error):
+    for exc in [*_chain(error), *_chain(list_error)]:
         seen += [str(exc), repr(exc), repr(exc.args)]
     seen.append(json.dumps(coordinator.hooks.events, default=repr))
     seen.append(caplog.text)
