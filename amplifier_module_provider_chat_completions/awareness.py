@@ -205,12 +205,13 @@ class ServerAwareness:
         if self._config.context_window:
             return self._config.context_window
         await self._await_discovery()
-        if self._models_body is None and self._config.server != "auto":
+        if self._config.server == "auto":
+            if self._models_body is None:
+                return None  # detection got no /models answer: not now, next request
+        elif self._models_body is None and "models" in profile.context_sources:
             # A configured profile skips detection, which is what reads /models.
             with contextlib.suppress(Exception):
                 self._models_body = await self.get_json("/v1/models")
-        if self._models_body is None:
-            return None
         return await self._context_window(self._resolve(model_id), profile)
 
     async def model_info(self, model_id: str) -> ModelInfo | None:
@@ -245,7 +246,9 @@ class ServerAwareness:
                 window = detect.context_window_from(source, body, model_id)
             except ConfigurationError:
                 raise
-            except Exception:
+            except Exception as exc:
+                # An HTTP status is an answer ("not here"); a dropped connection is not.
+                answered = answered or getattr(exc, "status_code", None) is not None
                 logger.debug("[%s] no context window from %s", self._name, source, exc_info=True)
             if window:
                 break

@@ -91,6 +91,11 @@ async def _drain(batches: AsyncIterator[list[str]]) -> None:
         logger.debug("stream did not end cleanly after [DONE]", exc_info=True)
 
 
+class ApiKeyWithoutBaseUrl(ConfigurationError, TypeError):
+    """api_key= given with no base_url anywhere: a TypeError for the CLI's constructor probe
+    (it moves on to the form that carries base_url), a ConfigurationError for everyone else."""
+
+
 class ChatCompletionsProvider:
     """Amplifier provider for servers speaking the OpenAI Chat Completions wire format.
 
@@ -103,8 +108,9 @@ class ChatCompletionsProvider:
     (base_url=, api_key=, config={}), (base_url=, config={}), (host=, config={}),
     (config={}) and (), catching TypeError; only base_url and api_key come from the stored
     settings, and "http://placeholder" stands for "none stored". So api_key= without any
-    base_url is refused with a TypeError: the first form would otherwise win and lose the
-    instance's own server (the CLI then uses the second form, which carries it).
+    base_url is refused with ApiKeyWithoutBaseUrl (a TypeError): the first form would
+    otherwise win and lose the instance's own server (the CLI then uses the second form,
+    which carries it).
     """
 
     def __init__(
@@ -126,7 +132,7 @@ class ChatCompletionsProvider:
                 f"invalid provider config: could not read settings ({type(exc).__name__})"
             ) from exc
         if api_key is not None and not base_url and not merged.get("base_url"):
-            raise TypeError(
+            raise ApiKeyWithoutBaseUrl(
                 "ChatCompletionsProvider(api_key=...) needs base_url= (or config['base_url'])"
             )
         if base_url == CLI_NO_BASE_URL:

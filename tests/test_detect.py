@@ -144,15 +144,19 @@ async def test_one_probe_for_many_concurrent_first_requests(start):
     assert [r.path for r in server.requests if r.method == "GET"] == ["/v1/models"]
 
 
-async def test_configured_server_skips_detection(start):
+async def test_configured_server_skips_detection_and_asks_only_for_the_window(start):
     server = start("lmstudio")
     provider = provider_for(server, server="lmstudio")
     try:
         await provider.complete(user())
+        await provider.complete(user())
         assert (await provider.server_profile()).key == "lmstudio"
     finally:
         await provider.close()
-    assert [r.method for r in server.requests] == ["POST"]
+    # No /v1/models fingerprint: one GET of LM Studio's own window source, once.
+    requests = [(r.method, r.path) for r in server.requests]
+    assert requests[0][0] == "GET" and requests[0][1].startswith("/api/v0/models/")
+    assert [method for method, _ in requests[1:]] == ["POST", "POST"]
 
 
 async def test_get_info_makes_no_request(start):

@@ -9,11 +9,13 @@ from faulty_server import FaultyServer
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
 
-# Fast retries, no detection probe (it would add GET /models to the request counts).
+# Fast retries, no detection probe and no window lookup (each would add a GET /models to
+# the request counts).
 FAST: dict[str, Any] = {
     "min_retry_delay": 0.01,
     "max_retry_delay": 0.05,
     "server": "openai",
+    "context_window": 32768,
     "max_retries": 0,
 }
 
