@@ -29,6 +29,6 @@ async def mount(
         return None
     provider = ChatCompletionsProvider(config=config, coordinator=coordinator)
     await coordinator.mount("providers", provider, name=provider.name)
-    provider.start_discovery()
+    provider.start()
     logger.info("[%s] mounted for %s", provider.name, provider.config.base_url)
     return provider.close

@@ -19,11 +19,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from amplifier_core.llm_errors import ConfigurationError
+
+from .cost import Pricing
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ),
     ConfigKey("raw", False, "Include redacted raw request/response payloads in events"),
     ConfigKey("name", DEFAULT_NAME, "Name the provider mounts under"),
-    ConfigKey("headers", {}, "Extra HTTP headers (mapping or JSON string)"),
+    ConfigKey("headers", {}, "Extra HTTP headers (mapping or JSON string; alias: default_headers)"),
     ConfigKey("extra_body", {}, "Fields merged into every request body (mapping or JSON)"),
     ConfigKey("context_window", None, "Context window override in tokens (unset: discover)"),
     ConfigKey("server", "auto", "Server profile name (auto: detect)"),
@@ -74,9 +77,18 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ),
     ConfigKey("max_connections", 100, "HTTP connection pool limit"),
     ConfigKey("verify", True, "TLS verification: true, false or a CA bundle path"),
+    ConfigKey(
+        "pricing",
+        None,
+        "USD per million tokens {input, output, cached_input}: cost when the server gives none",
+    ),
 )
 
-_KNOWN_KEYS: frozenset[str] = frozenset(k.name for k in CONFIG_KEYS) | {"model"}
+# Other names accepted for a key: `model` (the kernel's word), `default_headers` (the key of
+# microsoft/amplifier-module-provider-chat-completions, which this module replaces).
+ALIASES: dict[str, str] = {"model": "default_model", "default_headers": "headers"}
+
+_KNOWN_KEYS: frozenset[str] = frozenset(k.name for k in CONFIG_KEYS) | frozenset(ALIASES)
 
 # Keys the host (amplifier-app-cli / foundation) puts into a module's config dict on its
 # own; they are not user typos, so they must not trigger the unknown-key warning.
@@ -117,6 +129,7 @@ class ProviderConfig:
     think_tags: bool = True
     max_connections: int = 100
     verify: bool | str = True
+    pricing: Pricing | None = None
 
     @property
     def has_api_key(self) -> bool:
@@ -319,6 +332,19 @@ def _to_verify(key: str, value: object) -> bool | str:
     raise _fail(key, value, "true, false or the path of a CA bundle file")
 
 
+def _to_pricing(key: str, value: object) -> Pricing:
+    hint = '{"input": 0.15, "output": 0.6, "cached_input": 0.075}'
+    raw = _to_mapping(key, value, hint)
+    unknown = sorted(set(raw) - {"input", "output", "cached_input"})
+    if unknown or "input" not in raw or "output" not in raw:
+        raise _fail(key, value, f"input and output prices (and optional cached_input), e.g. {hint}")
+    prices = {
+        name: Decimal(str(_to_float(f"{key}.{name}", price, low=0.0)))
+        for name, price in raw.items()
+    }
+    return Pricing(**prices)
+
+
 def _redact_url(url: str) -> str:
     # http://user:secret@host/v1 must not end up in a log or an error message.
     return re.sub(r"//[^/@\s]*@", "//***@", url)
@@ -402,6 +428,7 @@ _PARSERS: dict[str, _Parser] = {
     "think_tags": _to_bool,
     "max_connections": _opt_int_pos,
     "verify": _to_verify,
+    "pricing": _to_pricing,
 }
 
 
@@ -466,11 +493,12 @@ def _parse(
     raw = dict(config)
     _warn_unknown(raw)
 
-    model = raw.pop("model", None)
-    if _is_unset(raw.get("default_model")) and not _is_unset(model):
-        raw["default_model"] = model
-    elif not _is_unset(model) and model != raw.get("default_model"):
-        logger.debug("both model and default_model set; using default_model")
+    for alias, name in ALIASES.items():
+        value = raw.pop(alias, None)
+        if _is_unset(raw.get(name)) and not _is_unset(value):
+            raw[name] = value
+        elif not _is_unset(value) and value != raw.get(name):
+            logger.debug("both %s and %s set; using %s", alias, name, name)
 
     env_fallback = {k.name: k.env for k in CONFIG_KEYS if k.env}
     values: dict[str, Any] = {}

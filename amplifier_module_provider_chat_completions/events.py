@@ -26,6 +26,30 @@ STREAM_BLOCK_END = "llm:stream_block_end"
 STREAM_ABORTED = "llm:stream_aborted"
 
 
+OUR_EVENTS: tuple[str, ...] = (
+    LLM_REQUEST,
+    LLM_RESPONSE,
+    PROVIDER_RETRY,
+    TOOL_SEQUENCE_REPAIRED,
+    STREAM_BLOCK_START,
+    STREAM_BLOCK_DELTA,
+    STREAM_BLOCK_END,
+    STREAM_ABORTED,
+)
+
+
+def observable_events() -> list[str]:
+    """The `observability.events` contribution: the events we emit that the kernel's
+    ALL_EVENTS does not already list (hooks-logging registers a handler per name it is
+    given, so a name it already knows would be logged twice)."""
+    try:
+        from amplifier_core.events import ALL_EVENTS
+    except ImportError:  # an older kernel: declare everything
+        return list(OUR_EVENTS)
+    known = set(ALL_EVENTS)
+    return [name for name in OUR_EVENTS if name not in known]
+
+
 class EventSink:
     """Emits events to the coordinator's hooks; a no-op without a coordinator.
 
@@ -74,7 +98,7 @@ def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def usage_payload(usage: Any) -> dict[str, int]:
+def usage_payload(usage: Any) -> dict[str, Any]:
     """The normative usage keys for llm:response (never total_tokens)."""
     if usage is None:
         return {}
@@ -83,6 +107,9 @@ def usage_payload(usage: Any) -> dict[str, int]:
         out["cache_read_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens is not None:
         out["cache_write_tokens"] = usage.cache_write_tokens
+    if usage.cost_usd is not None:
+        # A string, as the host's providers give it; the CLI's resume sums this field.
+        out["cost_usd"] = str(usage.cost_usd)
     return out
 
 

@@ -35,6 +35,7 @@ from .assemble import InBandError, ResponseAssembler
 from .awareness import ServerAwareness
 from .config import ProviderConfig, parse_config
 from .convert import ConversionError, build_request_body, dumps_body
+from .cost import SessionCost
 from .errors import (
     describe_body,
     error_from_exception,
@@ -78,6 +79,15 @@ def _tool_names(body: Mapping[str, Any]) -> frozenset[str]:
         if isinstance(name, str) and name:
             names.append(name)
     return frozenset(names)
+
+
+def _with_kwargs(request: ChatRequest, kwargs: Mapping[str, Any]) -> ChatRequest:
+    update = {
+        name: kwargs[name]
+        for name in ("model", "reasoning_effort")
+        if getattr(request, name) is None and isinstance(kwargs.get(name), str) and kwargs[name]
+    }
+    return request.model_copy(update=update) if update else request
 
 
 async def _drain(batches: AsyncIterator[list[str]]) -> None:
@@ -160,6 +170,7 @@ class ChatCompletionsProvider:
                 insecure_host,
             )
         self._transport: Transport | None = None
+        self._session_cost = SessionCost()
         # Detected once, healed as we go; asks the server through self._client().
         self._awareness = ServerAwareness(self.config, self._client)
 
@@ -237,8 +248,16 @@ class ChatCompletionsProvider:
             self._transport = Transport(self.config)
         return self._transport
 
-    def start_discovery(self) -> None:
-        """Begin learning the server and its context window in the background (mount)."""
+    def start(self) -> None:
+        """mount() calls this once: register with the host, start learning the server.
+
+        The session's running cost goes on the `session.cost` channel and the stream
+        events on `observability.events`, so hooks-logging records them.
+        """
+        register = getattr(self.coordinator, "register_contributor", None)
+        if callable(register):
+            register("session.cost", self.name, self._session_cost.contribution)
+            register("observability.events", self.name, ev.observable_events)
         if self.config.base_url:
             self._awareness.start_discovery()
 
@@ -318,6 +337,13 @@ class ChatCompletionsProvider:
         return list(response.tool_calls or [])
 
     async def complete(self, request: ChatRequest, **kwargs: Any) -> ChatResponse:
+        """One chat completion.
+
+        Keyword arguments the host passes beside the request (loop-streaming's goal loop:
+        `model=`, a routing role's `reasoning_effort=`) fill what the request leaves
+        unset; others (`extended_thinking=`) are accepted and ignored.
+        """
+        request = _with_kwargs(request, kwargs)
         cfg = self.config
         transport = self._client()
         metadata = request.metadata or {}
@@ -420,6 +446,7 @@ class ChatCompletionsProvider:
             await self._emit_response_error(model, request_id, started, err)
             raise
 
+        self._session_cost.add(response.usage.cost_usd if response.usage else None)
         response_event: dict[str, Any] = {
             "provider": self.name,
             "model": model,
@@ -486,7 +513,7 @@ class ChatCompletionsProvider:
                 raise InBandError(body)
             assembler = self._assembler(offered)
             assembler.feed_body(body)
-            return self._finish(assembler, model)
+            return self._finish(assembler, model, http_response.headers)
         except LLMError:
             raise
         except Exception as exc:
@@ -516,7 +543,7 @@ class ChatCompletionsProvider:
                     if isinstance(body, dict) and body.get("error") and not body.get("choices"):
                         raise InBandError(body)
                     assembler.feed_body(body)
-                    return self._finish(assembler, model)
+                    return self._finish(assembler, model, http_response.headers)
                 raw_decode = _JSON.raw_decode
                 feed_chunk = assembler.feed_chunk
                 done = False
@@ -562,7 +589,7 @@ class ChatCompletionsProvider:
             closing = assembler.close()
             if closing and emitter is not None:
                 await emitter.emit(closing)
-            return self._finish(assembler, model)
+            return self._finish(assembler, model, http_response.headers)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -597,9 +624,17 @@ class ChatCompletionsProvider:
                 sent = {**sent, "messages": messages}
         return sent
 
-    def _finish(self, assembler: ResponseAssembler, model: str) -> ChatResponse:
+    def _finish(
+        self, assembler: ResponseAssembler, model: str, headers: Mapping[str, str]
+    ) -> ChatResponse:
         result = assembler.result()
-        return to_chat_response(result, provider_name=self.name, model=result.model or model)
+        return to_chat_response(
+            result,
+            provider_name=self.name,
+            model=result.model or model,
+            headers=headers,
+            pricing=self.config.pricing,
+        )
 
     def _parse_json_body(self, raw: bytes, model: str) -> Any:
         try:

@@ -7,6 +7,7 @@ they are passed as keyword arguments.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from amplifier_core.content_models import (
@@ -25,6 +26,7 @@ from amplifier_core.message_models import (
 )
 
 from .assemble import AssembledResponse
+from .cost import Pricing, response_cost
 
 __all__ = ["to_chat_response", "usage_from_wire"]
 
@@ -33,8 +35,14 @@ _TEXT_JOIN = "\n\n"
 
 
 def to_chat_response(
-    asm: AssembledResponse, *, provider_name: str, model: str | None
+    asm: AssembledResponse,
+    *,
+    provider_name: str,
+    model: str | None,
+    headers: Mapping[str, str] | None = None,
+    pricing: Pricing | None = None,
 ) -> ChatResponse:
+    """The kernel's ChatResponse; usage carries cost_usd when the server or pricing tells."""
     content: list[Any] = []
     content_blocks: list[ContentBlock] = []
     texts: list[str] = []
@@ -55,10 +63,17 @@ def to_chat_response(
     tool_calls = [
         ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in asm.tool_calls
     ]
+    if not content:
+        # An empty reply is one empty text block, not []: loop-basic (execute) takes an
+        # empty content list with no tool calls as "no answer yet" and asks again, forever.
+        content.append(TextBlock(text=""))
+    usage = usage_from_wire(asm.usage)
+    if usage is not None:
+        usage.cost_usd = response_cost(usage, asm.usage, headers or {}, pricing)
     return ChatResponse(
         content=content,
         tool_calls=tool_calls or None,
-        usage=usage_from_wire(asm.usage),
+        usage=usage,
         finish_reason=asm.finish_reason,
         metadata={
             "provider": provider_name,

@@ -22,14 +22,27 @@ class RecordingHooks:
 
 
 class FakeCoordinator:
-    """What mount() needs from the host: a mount point and hooks."""
+    """What mount() needs from the host: a mount point, hooks and contributor channels.
+
+    Contributions are collected by the kernel's own helper (amplifier_core._collect_helper,
+    which the Rust coordinator delegates to), over the channel layout it reads.
+    """
 
     def __init__(self) -> None:
         self.hooks = RecordingHooks()
         self.mounted: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, list[dict[str, Any]]] = {}
 
     async def mount(self, mount_point: str, module: Any, name: str | None = None) -> None:
         self.mounted.setdefault(mount_point, {})[name or ""] = module
+
+    def register_contributor(self, channel: str, name: str, callback: Any) -> None:
+        self.channels.setdefault(channel, []).append({"name": name, "callback": callback})
+
+    async def collect_contributions(self, channel: str) -> list[Any]:
+        from amplifier_core._collect_helper import collect_contributions
+
+        return await collect_contributions(self.channels, channel)
 
 
 @pytest.fixture

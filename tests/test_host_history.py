@@ -24,6 +24,7 @@ from wire_helpers import chunk, sse
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
 from amplifier_module_provider_chat_completions.convert import messages_to_wire
+from amplifier_module_provider_chat_completions.repair import repair_tool_sequence
 
 BASE = "http://llm.test/v1"
 
@@ -220,6 +221,208 @@ SHAPES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
 ]
 
 
+# Shapes the send path also reorders (convert, then the just-in-time tool-sequence repair).
+REPAIRED_SHAPES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    (
+        # amplifier_core 2.0.2 coordinator.process_hook_result, called inside each tool task
+        # by loop-streaming _execute_tool_only: a persistent tool:post injection is stored
+        # with context.add_message BETWEEN the assistant tool-call message and its results.
+        "persistent_hook_injection_inside_a_tool_turn",
+        [
+            {"role": "assistant", "content": [CALL_BLOCK], "tool_calls": [CALL_ENTRY]},
+            {
+                "role": "system",
+                "content": "LINT: persistent note",
+                "metadata": {"source": "hook", "hook_name": "lint", "event": "tool:post"},
+            },
+            {"role": "tool", "name": "get_weather", "tool_call_id": "call_1", "content": "a"},
+        ],
+        [
+            {"role": "assistant", "content": "", "tool_calls": [WIRE_CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "a"},
+            {"role": "system", "content": "LINT: persistent note"},
+        ],
+    ),
+    (
+        # colombod context-simple _compact_*: removing an assistant and its results together
+        # can leave a result whose call was removed (here: the call survived, its result
+        # did not, as after an interrupted session).
+        "call_without_result_after_compaction",
+        [
+            {"role": "assistant", "content": [CALL_BLOCK], "tool_calls": [CALL_ENTRY]},
+            {"role": "user", "content": "go on"},
+        ],
+        [
+            {"role": "assistant", "content": "", "tool_calls": [WIRE_CALL]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": "Tool result missing: the call was interrupted before it returned "
+                "a result.",
+            },
+            {"role": "user", "content": "go on"},
+        ],
+    ),
+]
+
+SHAPES += [
+    (
+        # amplifier-app-cli SessionStore._save_transcript + foundation sanitize_message, read
+        # back by `amplifier continue` (session_runner: json.loads, context.set_messages):
+        # thinking_block and every None value are gone (visibility too), system dropped.
+        "resumed_session_transcript",
+        [
+            {"role": "user", "content": "Weather in Paris?", "metadata": {"timestamp": "t"}},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "I think"},
+                    {"type": "text", "text": "Calling"},
+                    {"type": "tool_call", "id": "call_1", "name": "get_weather", "input": {}},
+                ],
+                "tool_calls": [{"id": "call_1", "tool": "get_weather", "arguments": {}}],
+                "metadata": {"timestamp": "t"},
+            },
+            {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "ok"},
+        ],
+        [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "Calling",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+    ),
+    (
+        # foundation session/diagnosis.repair_transcript (amplifier-app-cli
+        # _repair_transcript_if_needed before a resumed turn): a synthetic result and a
+        # closing assistant message for calls that never returned.
+        "cli_repaired_transcript",
+        [
+            {"role": "assistant", "content": [CALL_BLOCK], "tool_calls": [CALL_ENTRY]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "name": "get_weather",
+                "content": '{"error": "unknown_error", "message": "Tool execution was '
+                'interrupted and no result was captured."}',
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "The previous tool calls were interrupted. This response "
+                        "was automatically repaired.",
+                    }
+                ],
+            },
+        ],
+        [
+            {"role": "assistant", "content": "", "tool_calls": [WIRE_CALL]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": '{"error": "unknown_error", "message": "Tool execution was '
+                'interrupted and no result was captured."}',
+            },
+            {
+                "role": "assistant",
+                "content": "The previous tool calls were interrupted. This response was "
+                "automatically repaired.",
+            },
+        ],
+    ),
+    (
+        # colombod context-simple: a truncated tool result and a stubbed user message carry
+        # top-level bookkeeping (_truncated, _original_tokens, _stubbed, _original_length);
+        # user messages are never removed, so two can follow each other; the compaction
+        # notice is a system message with metadata. context-persistent adds a top-level
+        # "timestamp". None of it may reach the wire.
+        "compacted_context_bookkeeping",
+        [
+            {"role": "system", "content": "You are helpful."},
+            {
+                "role": "system",
+                "content": '<system-reminder source="context-compaction">\nContext has been '
+                "compacted</system-reminder>",
+                "metadata": {"source": "context-compaction", "ephemeral": True},
+            },
+            {
+                "role": "user",
+                "content": '[User message compacted - original: "Weather in Paris?"...]',
+                "_stubbed": True,
+                "_original_length": 400,
+                "timestamp": "2026-12-01T15:48:02",
+            },
+            {"role": "user", "content": "and Rome?", "metadata": {"timestamp": "t"}},
+            {"role": "assistant", "content": [CALL_BLOCK], "tool_calls": [CALL_ENTRY]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": "[truncated: ~900 tokens - call tool again if needed] Sunny...",
+                "_truncated": True,
+                "_original_tokens": 900,
+            },
+        ],
+        [
+            {"role": "system", "content": "You are helpful."},
+            {
+                "role": "system",
+                "content": '<system-reminder source="context-compaction">\nContext has been '
+                "compacted</system-reminder>",
+            },
+            {
+                "role": "user",
+                "content": '[User message compacted - original: "Weather in Paris?"...]',
+            },
+            {"role": "user", "content": "and Rome?"},
+            {"role": "assistant", "content": "", "tool_calls": [WIRE_CALL]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": "[truncated: ~900 tokens - call tool again if needed] Sunny...",
+            },
+        ],
+    ),
+    (
+        # loop-basic execute under amplifier_core 2.0.2: the tool result content is the
+        # Python repr of the output (an opaque string either way).
+        "loop_basic_repr_result",
+        [
+            {"role": "assistant", "content": [CALL_BLOCK], "tool_calls": [CALL_ENTRY]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{'echo': {'x': 1}, 'n': None}"},
+        ],
+        [
+            {"role": "assistant", "content": "", "tool_calls": [WIRE_CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{'echo': {'x': 1}, 'n': None}"},
+        ],
+    ),
+]
+
+
+def _sent(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    messages, _, _ = repair_tool_sequence(_wire(dicts))
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("dicts", "expected"), [s[1:] for s in REPAIRED_SHAPES], ids=[s[0] for s in REPAIRED_SHAPES]
+)
+def test_host_shape_is_sent_in_a_valid_order(
+    dicts: list[dict[str, Any]], expected: list[dict[str, Any]]
+) -> None:
+    assert _sent(dicts) == expected
+
+
 def _wire(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # What the orchestrators do with the context's dicts before calling complete().
     return messages_to_wire([Message(**d) for d in dicts])
@@ -368,3 +571,59 @@ async def test_three_tool_rounds_built_like_loop_streaming(coordinator: Any) -> 
     assert results == [(i, f"result of {i}") for i in ("call_a", "call_b", "call_c", "call_d")]
     # Nothing needed repairing: the history was whole.
     assert not coordinator.hooks.named("provider:tool_sequence_repaired")
+
+
+@respx.mock
+async def test_an_empty_reply_is_one_empty_text_block(coordinator: Any) -> None:
+    # loop-basic execute: content [] with no tool calls logs "Provider returned neither
+    # content nor tool calls" and calls the provider again, with no limit by default.
+    respx.get(f"{BASE}/models").respond(404)
+    respx.post(f"{BASE}/chat/completions").respond(
+        200,
+        content=sse([chunk({"role": "assistant"}), chunk(finish_reason="stop")]),
+        headers={"content-type": "text/event-stream"},
+    )
+    provider = ChatCompletionsProvider(config={"base_url": BASE}, coordinator=coordinator)
+    response = await provider.complete(ChatRequest(messages=[Message(role="user", content="hi")]))
+    await provider.close()
+    assert [block.model_dump() for block in response.content] == [
+        {"type": "text", "text": "", "visibility": None}
+    ]
+    assert not response.tool_calls
+
+
+@respx.mock
+async def test_goal_loop_call_passes_model_and_routing_keys_as_kwargs(coordinator: Any) -> None:
+    # loop-streaming goal evaluator: provider.complete(request, **role_config, model=...,
+    # extended_thinking=False) with metadata={"stream": False} and max_output_tokens=512.
+    respx.get(f"{BASE}/models").respond(404)
+    route = respx.post(f"{BASE}/chat/completions").respond(
+        200,
+        json={
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "done"},
+                    "finish_reason": "stop",
+                }
+            ]
+        },
+    )
+    provider = ChatCompletionsProvider(config={"base_url": BASE}, coordinator=coordinator)
+    request = ChatRequest(
+        messages=[Message(role="system", content="judge"), Message(role="user", content="x")],
+        metadata={"stream": False},
+        max_output_tokens=512,
+    )
+    await provider.complete(
+        request, reasoning_effort="high", model="judge-model", extended_thinking=False
+    )
+    await provider.close()
+    body = json.loads(route.calls[0].request.content)
+    assert (body["model"], body["reasoning_effort"], body["max_tokens"]) == (
+        "judge-model",
+        "high",
+        512,
+    )
+    assert "stream" not in body
+    assert not coordinator.hooks.names("llm:stream")
