@@ -25,8 +25,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from amplifier_core.llm_errors import ConfigurationError
-
-from .cost import Pricing
+from amplifier_core.message_models import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +147,25 @@ class ProviderConfig:
                 shown = repr(value)
             parts.append(f"{f.name}={shown}")
         return f"ProviderConfig({', '.join(parts)})"
+
+
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """USD per million tokens; cached input is billed at `cached_input` (else `input`)."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+
+    def cost(self, usage: Usage) -> Decimal:
+        cached = usage.cache_read_tokens or 0
+        fresh = max(usage.input_tokens - cached, 0)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        total = fresh * self.input + cached * cached_rate + usage.output_tokens * self.output
+        return total / _MILLION
 
 
 # ---------------------------------------------------------------------------- helpers

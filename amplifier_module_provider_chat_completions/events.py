@@ -12,7 +12,7 @@ from typing import Any
 
 from amplifier_core.utils import redact_secrets
 
-from .assemble import BlockEvent
+from .reply.assemble import BlockEvent
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """ChatCompletionsProvider: the Amplifier provider over any Chat Completions server.
 
-I/O lives here, in awareness.py (server probes) and in transport.py; every conversion is
+I/O lives here, in server/state.py (server probes) and in transport.py; every conversion is
 a pure function elsewhere.
 """
 
@@ -30,12 +30,7 @@ from amplifier_core.models import ConfigField, ModelInfo, ProviderInfo
 from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
 
 from . import events as ev
-from .arguments import ArgumentsError
-from .assemble import InBandError, ResponseAssembler
-from .awareness import ServerAwareness
 from .config import ProviderConfig, parse_config
-from .convert import ConversionError, build_request_body, dumps_body
-from .cost import SessionCost
 from .errors import (
     describe_body,
     error_from_exception,
@@ -44,13 +39,18 @@ from .errors import (
     scrub_exception_chain,
 )
 from .events import EventSink, StreamEmitter, usage_payload
-from .healing import Fix
-from .hygiene import is_mistral_family, rewrite_tool_ids_for_mistral
-from .models import output_limit, parse_model_list
-from .profiles import ServerProfile, apply_profile
-from .repair import repair_tool_sequence
-from .response import to_chat_response
-from .sse import iter_sse_batches
+from .reply.arguments import ArgumentsError
+from .reply.assemble import InBandError, ResponseAssembler
+from .reply.cost import SessionCost
+from .reply.response import to_chat_response
+from .reply.sse import iter_sse_batches
+from .request.convert import ConversionError, build_request_body, dumps_body
+from .request.templates import is_mistral_family, rewrite_tool_ids_for_mistral
+from .request.tool_sequence import repair_tool_sequence
+from .server.models import output_limit, parse_model_list
+from .server.profiles import ServerProfile, apply_profile
+from .server.rejections import Fix
+from .server.state import ServerAwareness
 from .transport import Transport, insecure_key_host
 
 logger = logging.getLogger(__name__)

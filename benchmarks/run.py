@@ -55,10 +55,13 @@ from amplifier_core.message_models import (
 )
 
 from amplifier_module_provider_chat_completions.config import parse_config
-from amplifier_module_provider_chat_completions.convert import build_request_body, dumps_body
 from amplifier_module_provider_chat_completions.events import STREAM_BLOCK_DELTA
 from amplifier_module_provider_chat_completions.provider import ChatCompletionsProvider
-from amplifier_module_provider_chat_completions.repair import repair_tool_sequence
+from amplifier_module_provider_chat_completions.request.convert import (
+    build_request_body,
+    dumps_body,
+)
+from amplifier_module_provider_chat_completions.request.tool_sequence import repair_tool_sequence
 from benchmarks import payloads
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amplifier_module_provider_chat_completions.arguments import ArgumentsError
-from amplifier_module_provider_chat_completions.assemble import (
+from amplifier_module_provider_chat_completions.reply.arguments import ArgumentsError
+from amplifier_module_provider_chat_completions.reply.assemble import (
     BlockEvent,
     InBandError,
     ResponseAssembler,

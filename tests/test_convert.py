@@ -24,7 +24,7 @@ from amplifier_core.message_models import (
     ToolSpec,
 )
 
-from amplifier_module_provider_chat_completions.convert import (
+from amplifier_module_provider_chat_completions.request.convert import (
     BodyDefaults,
     ConversionError,
     build_request_body,

@@ -18,7 +18,7 @@ from replicas.replica import Replica
 from wire_helpers import completion
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
-from amplifier_module_provider_chat_completions.detect import (
+from amplifier_module_provider_chat_completions.server.detect import (
     classify,
     classify_follow_up,
     context_window_from,

@@ -11,8 +11,8 @@ import pytest
 from replicas.dialects import DIALECTS, STRICT_FASTAPI, VLLM_NO_AUTO_TOOLS, Dialect
 from replicas.replica import Replica
 
-from amplifier_module_provider_chat_completions.__main__ import main
-from amplifier_module_provider_chat_completions.doctor import render, run_doctor
+from amplifier_module_provider_chat_completions.cli.doctor import render, run_doctor
+from amplifier_module_provider_chat_completions.cli.main import main
 
 # What each doctor probe asks for, in order, so a replica can answer like a capable model.
 PROBE_SCENARIOS = (

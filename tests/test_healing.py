@@ -18,8 +18,8 @@ from replicas.replica import Replica
 from wire_helpers import completion
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
-from amplifier_module_provider_chat_completions.healing import diagnose_rejection
-from amplifier_module_provider_chat_completions.profiles import PROFILES
+from amplifier_module_provider_chat_completions.server.profiles import PROFILES
+from amplifier_module_provider_chat_completions.server.rejections import diagnose_rejection
 
 SENT = {
     "model": "m",

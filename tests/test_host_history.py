@@ -23,8 +23,8 @@ from amplifier_core.message_models import ChatRequest, ChatResponse, Message, To
 from wire_helpers import chunk, sse
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
-from amplifier_module_provider_chat_completions.convert import messages_to_wire
-from amplifier_module_provider_chat_completions.repair import repair_tool_sequence
+from amplifier_module_provider_chat_completions.request.convert import messages_to_wire
+from amplifier_module_provider_chat_completions.request.tool_sequence import repair_tool_sequence
 
 BASE = "http://llm.test/v1"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from amplifier_module_provider_chat_completions.profiles import (
+from amplifier_module_provider_chat_completions.server.profiles import (
     GENERIC,
     PROFILES,
     apply_profile,

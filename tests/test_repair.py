@@ -6,7 +6,7 @@ import copy
 import time
 from typing import Any
 
-from amplifier_module_provider_chat_completions.repair import (
+from amplifier_module_provider_chat_completions.request.tool_sequence import (
     MISSING_RESULT_TEXT,
     repair_tool_sequence,
 )

@@ -14,13 +14,16 @@ from amplifier_core.message_models import (
     ToolCallBlock,
 )
 
-from amplifier_module_provider_chat_completions.assemble import (
+from amplifier_module_provider_chat_completions.reply.assemble import (
     AssembledBlock,
     AssembledResponse,
     AssembledToolCall,
     ResponseAssembler,
 )
-from amplifier_module_provider_chat_completions.response import to_chat_response, usage_from_wire
+from amplifier_module_provider_chat_completions.reply.response import (
+    to_chat_response,
+    usage_from_wire,
+)
 
 
 def make(usage: dict[str, Any] | None = None) -> AssembledResponse:

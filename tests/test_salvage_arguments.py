@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from salvage_corpus import ARGUMENT_CASES, OFFERED, ArgumentCase
 
-from amplifier_module_provider_chat_completions import arguments
-from amplifier_module_provider_chat_completions.arguments import (
+from amplifier_module_provider_chat_completions.reply import arguments
+from amplifier_module_provider_chat_completions.reply.arguments import (
     ArgumentsError,
     canonical_tool_name,
     load_lenient,

@@ -31,9 +31,9 @@ from stream_contract import assert_stream_contract, streamed_text
 from wire_helpers import chunk, completion, sse
 
 from amplifier_module_provider_chat_completions import mount
-from amplifier_module_provider_chat_completions.assemble import BlockEvent, ResponseAssembler
-from amplifier_module_provider_chat_completions.healing import diagnose_alternation
-from amplifier_module_provider_chat_completions.profiles import GENERIC, apply_profile
+from amplifier_module_provider_chat_completions.reply.assemble import BlockEvent, ResponseAssembler
+from amplifier_module_provider_chat_completions.server.profiles import GENERIC, apply_profile
+from amplifier_module_provider_chat_completions.server.rejections import diagnose_alternation
 
 BASE = "http://llm.test/v1"
 CHAT = f"{BASE}/chat/completions"

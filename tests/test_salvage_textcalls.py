@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from salvage_corpus import OFFERED, TEXT_CASES, TextCase
 
-from amplifier_module_provider_chat_completions.textcalls import (
+from amplifier_module_provider_chat_completions.reply.textcalls import (
     TextCallScanner,
     TextToolCall,
     extract_text_tool_calls,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amplifier_module_provider_chat_completions.thinking import (
+from amplifier_module_provider_chat_completions.reply.thinking import (
     Piece,
     ThinkSplitter,
     split_thinking,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from amplifier_module_provider_chat_completions.sse import SSEDecoder, iter_sse_data
+from amplifier_module_provider_chat_completions.reply.sse import SSEDecoder, iter_sse_data
 
 
 def decode(lines: list[str]) -> list[str]:
@@ -97,7 +97,7 @@ async def test_iter_sse_data_async() -> None:
 
 
 async def _split_bytes(pieces: list[bytes]) -> list[str]:
-    from amplifier_module_provider_chat_completions.sse import iter_lines
+    from amplifier_module_provider_chat_completions.reply.sse import iter_lines
 
     async def gen():
         for p in pieces:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amplifier_module_provider_chat_completions.sse import (
+from amplifier_module_provider_chat_completions.reply.sse import (
     iter_lines,
     iter_sse_batches,
     iter_sse_data,

@@ -28,7 +28,7 @@ from amplifier_core.message_models import ChatRequest
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider
-from amplifier_module_provider_chat_completions.profiles import PROFILES
+from amplifier_module_provider_chat_completions.server.profiles import PROFILES
 
 from .bedrock import BEDROCK_API_KEY, BedrockServer
 from .helpers import WEATHER, ask, mount_provider, requests_since

@@ -294,7 +294,7 @@ async def test_right_api_key_works(
 
 
 async def test_doctor_report(llama_server: LlamaServer) -> None:
-    from amplifier_module_provider_chat_completions.doctor import render, run_doctor
+    from amplifier_module_provider_chat_completions.cli.doctor import render, run_doctor
 
     report = await run_doctor(llama_server.base_url, timeout=60)
     assert report.error is None

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .hygiene import enforce_alternation
+from ..request.templates import enforce_alternation
 
 __all__ = [
     "GENERIC",

@@ -1,7 +1,7 @@
 """ServerAwareness: what the provider learns about its server, and the I/O to learn it.
 
 Profile detection, context windows and self-healing. The decisions are pure functions in
-profiles.py, detect.py, models.py and healing.py; this class holds the state they feed
+profiles.py, detect.py, models.py and rejections.py; this class holds the state they feed
 (detected profile, models body, windows, remembered fixes) and asks the server through
 the provider's Transport.
 """
@@ -20,12 +20,12 @@ from amplifier_core.llm_errors import ConfigurationError, ContextLengthError, In
 from amplifier_core.message_models import Degradation
 from amplifier_core.models import ModelInfo
 
+from ..config import ProviderConfig
+from ..transport import Transport, response_headers, server_root
 from . import detect
-from .config import ProviderConfig
-from .healing import Fix, diagnose_alternation, diagnose_rejection, rejection_text
 from .models import DEFAULT_MODEL, model_info
 from .profiles import GENERIC, PROFILES, ServerProfile, profile_for
-from .transport import Transport, response_headers, server_root
+from .rejections import Fix, diagnose_alternation, diagnose_rejection, rejection_text
 
 logger = logging.getLogger(__name__)
 

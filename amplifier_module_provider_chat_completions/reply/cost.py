@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from amplifier_core.message_models import Usage
 
-__all__ = ["LITELLM_COST_HEADER", "Pricing", "SessionCost", "response_cost"]
+from ..config import Pricing
+
+__all__ = ["LITELLM_COST_HEADER", "SessionCost", "response_cost"]
 
 LITELLM_COST_HEADER = "x-litellm-response-cost"
-_MILLION = Decimal(1_000_000)
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """USD per million tokens; cached input is billed at `cached_input` (else `input`)."""
-
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None = None
-
-    def cost(self, usage: Usage) -> Decimal:
-        cached = usage.cache_read_tokens or 0
-        fresh = max(usage.input_tokens - cached, 0)
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        total = fresh * self.input + cached * cached_rate + usage.output_tokens * self.output
-        return total / _MILLION
 
 
 def _decimal(value: object) -> Decimal | None:

@@ -25,8 +25,9 @@ from amplifier_core.message_models import (
     Usage,
 )
 
+from ..config import Pricing
 from .assemble import AssembledResponse
-from .cost import Pricing, response_cost
+from .cost import response_cost
 
 __all__ = ["to_chat_response", "usage_from_wire"]
 

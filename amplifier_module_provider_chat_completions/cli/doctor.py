@@ -35,8 +35,8 @@ from amplifier_core.message_models import (
     ToolSpec,
 )
 
-from . import detect
-from .provider import ChatCompletionsProvider
+from ..provider import ChatCompletionsProvider
+from ..server import detect
 
 __all__ = ["Check", "Report", "render", "run_doctor"]
 
