@@ -92,6 +92,7 @@ def failed_generation(normalized: str, raw: str) -> dict[str, Any] | None:
 
 
 def final_finish_reason(finish: str | None, has_calls: bool) -> str | None:
+    """A reply that hands over calls finishes as "tool_calls" (a cut one hands over none)."""
     return "tool_calls" if has_calls else finish
 
 
