@@ -437,6 +437,65 @@ TEXT_CASES: tuple[TextCase, ...] = (
         "Qwen models wrap calls in <tool_call> tags; that is all.",
         (),
     ),
+    # Qwen2.5-Coder-0.5B-Instruct on llama-server with its own template, offered get_weather:
+    # its three answer shapes, verbatim.
+    TextCase(
+        "qwen-coder-bare-call",
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+        "",
+        (("get_weather", {"city": "Paris"}),),
+    ),
+    TextCase(
+        "qwen-coder-fenced-call",
+        '```json\n{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris"\n  }\n}\n```',
+        "",
+        (("get_weather", {"city": "Paris"}),),
+    ),
+    # A call object after prose is an example in an explanation, not a call (this one was
+    # also cut by the token limit).
+    TextCase(
+        "qwen-coder-prose-then-call-left-alone",
+        'Here is the response:\n\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n{',
+        'Here is the response:\n\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n{',
+        (),
+    ),
+    TextCase(
+        "fenced-bare-fence-and-padding",
+        '\n```\n{"name": "bash", "arguments": {"command": "ls"}}\n```\n',
+        "",
+        (("bash", {"command": "ls"}),),
+    ),
+    TextCase(
+        "fenced-list-of-calls",
+        '```json\n[{"name": "grep", "arguments": {"pattern": "x"}}, '
+        '{"name": "grep", "arguments": {"pattern": "y"}}]\n```',
+        "",
+        (("grep", {"pattern": "x"}), ("grep", {"pattern": "y"})),
+    ),
+    TextCase(
+        "fenced-json-answer-left-alone",
+        '```json\n{"name": "Bob", "age": 3}\n```',
+        '```json\n{"name": "Bob", "age": 3}\n```',
+        (),
+    ),
+    TextCase(
+        "fenced-call-then-prose-left-alone",
+        '```json\n{"name": "bash", "arguments": {"command": "ls"}}\n```\nThat lists files.',
+        '```json\n{"name": "bash", "arguments": {"command": "ls"}}\n```\nThat lists files.',
+        (),
+    ),
+    TextCase(
+        "fenced-python-left-alone",
+        "```python\nprint({'name': 'bash'})\n```",
+        "```python\nprint({'name': 'bash'})\n```",
+        (),
+    ),
+    TextCase(
+        "fenced-prose-left-alone",
+        "```\nname: bash\n```",
+        "```\nname: bash\n```",
+        (),
+    ),
     TextCase(
         "plain-prose",
         "The answer is 42. Arrays look like [1, 2] and objects like {a: 1}.",

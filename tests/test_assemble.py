@@ -603,9 +603,11 @@ def test_vllm_named_tool_choice_stop_becomes_tool_calls() -> None:
     assert asm.result().finish_reason == "tool_calls"
 
 
-def test_any_finish_with_tool_calls_is_tool_calls() -> None:
+@pytest.mark.parametrize("finish", ["end_turn", "content_filter", "something_new"])
+def test_any_other_finish_with_tool_calls_is_tool_calls(finish: str) -> None:
+    # "length" is the exception: a cut reply runs no calls (test_assemble_policies.py).
     asm = ResponseAssembler()
-    feed_all(asm, [chunk({"tool_calls": [tc(0, "a", "f", "{}")]}), chunk({}, "length")])
+    feed_all(asm, [chunk({"tool_calls": [tc(0, "a", "f", "{}")]}), chunk({}, finish)])
     assert asm.result().finish_reason == "tool_calls"
 
 
@@ -769,7 +771,7 @@ def test_junk_never_raises(junk: Any) -> None:
         ("content_filter", "content_filter"),
         ("", None),
         (None, None),
-        ("abort", "abort"),
+        ("repetition", "repetition"),  # unknown: kept as sent
     ],
 )
 def test_finish_reason_normalization(raw: Any, expected: str | None) -> None:

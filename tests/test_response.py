@@ -176,3 +176,50 @@ def test_end_to_end_from_assembler() -> None:
     assert resp.usage is not None and resp.usage.total_tokens == 3
     assert resp.metadata == {"provider": "p", "model": "qwen", "response_id": "r1"}
     assert resp.text == "c"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("usage", "read", "write"),
+    [
+        # Anthropic-backed proxies (LiteLLM, the Amazon server) put Anthropic's counts at the
+        # top level of usage.
+        (
+            {"cache_creation_input_tokens": 300, "cache_read_input_tokens": 40},
+            40,
+            300,
+        ),
+        # LiteLLM also copies the write count into prompt_tokens_details.
+        ({"prompt_tokens_details": {"cached_tokens": 7, "cache_creation_tokens": 50}}, 7, 50),
+        # OpenRouter's normalized usage.
+        ({"prompt_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 60}}, 8, 60),
+        ({"prompt_tokens_details": {"cached_tokens": 8}}, 8, None),
+        ({"cache_creation_input_tokens": "lots"}, None, None),
+    ],
+)
+def test_usage_cache_reads_and_writes(usage: dict[str, Any], read: Any, write: Any) -> None:
+    u = usage_from_wire({"prompt_tokens": 500, "completion_tokens": 5, **usage})
+    assert u is not None
+    assert (u.cache_read_tokens, u.cache_write_tokens) == (read, write)
+
+
+def test_truncated_calls_listed_in_metadata() -> None:
+    asm = ResponseAssembler()
+    asm.feed_body(
+        {
+            "choices": [
+                {
+                    "message": {
+                        "tool_calls": [
+                            {"id": "t1", "function": {"name": "write_file", "arguments": '{"pa'}}
+                        ]
+                    },
+                    "finish_reason": "length",
+                }
+            ]
+        }
+    )
+    resp = to_chat_response(asm.result(), provider_name="p", model="m")
+    assert resp.tool_calls is None and resp.finish_reason == "length"
+    assert resp.metadata is not None
+    assert resp.metadata["truncated_tool_calls"] == [{"id": "t1", "name": "write_file"}]
+    assert "write_file" in resp.text  # type: ignore[attr-defined]

@@ -132,6 +132,8 @@ _PIECES = st.sampled_from(
     [
         "<tool_call>",
         "</tool_call>",
+        "```json\n",
+        "```",
         "[TOOL_CALLS]",
         "<|python_tag|>",
         "<function=bash>",
@@ -164,3 +166,27 @@ def test_streaming_matches_non_streaming_for_any_text(pieces: list[str], seed: i
     assert (full.strip() if calls else full) == text
     if not calls:
         assert full == raw
+
+
+def test_fenced_call_is_held_until_the_reply_ends() -> None:
+    # Only a reply that is nothing but the fenced call is a call: text after it decides.
+    scanner = TextCallScanner(OFFERED)
+    fenced = '```json\n{"name": "bash", "arguments": {"command": "ls"}}\n```'
+    assert scanner.feed(fenced) == ""
+    assert scanner.feed("\n") == ""
+    assert scanner.finish() == ("", [TextToolCall("bash", {"command": "ls"})])
+    scanner = TextCallScanner(OFFERED)
+    assert scanner.feed(fenced) == ""
+    assert scanner.feed(" Run it.") == fenced + " Run it."
+    assert scanner.finish() == ("", [])
+
+
+def test_code_fence_of_another_language_is_released_at_once() -> None:
+    scanner = TextCallScanner(OFFERED)
+    assert scanner.feed("``") == ""
+    assert scanner.feed("`js") == ""  # may still become ```json
+    assert scanner.feed("x\nlet a") == "```jsx\nlet a"
+    assert scanner.feed(" = {}") == " = {}"
+    assert scanner.finish() == ("", [])
+    scanner = TextCallScanner(OFFERED)
+    assert scanner.feed("```python\n{") == "```python\n{"

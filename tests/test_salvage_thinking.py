@@ -47,23 +47,23 @@ CASES: list[tuple[str, list[Piece]]] = [
     ),
     ("<think>\n\n</think>\n\nHi!", [("text", "Hi!")]),  # Qwen3 with thinking switched off
     ("No reasoning here.", [("text", "No reasoning here.")]),
-    (
-        "Intro <think>hidden</think> outro",
-        [
-            ("text", "Intro "),
-            ("thinking", "hidden"),
-            ("text", "outro"),
-        ],
-    ),
+    # Servers put the block at the start of the reply only: a tag inside the answer
+    # (prose, code, a regex) is part of the answer.
+    ("Intro <think>hidden</think> outro", [("text", "Intro <think>hidden</think> outro")]),
     (
         "<think>a</think>b<think>c</think>d",
         [
             ("thinking", "a"),
-            ("text", "b"),
-            ("thinking", "c"),
-            ("text", "d"),
+            ("text", "b<think>c</think>d"),
         ],
     ),
+    (
+        "Use re.sub(r'<think>.*?</think>', '', s) to drop it.",
+        [("text", "Use re.sub(r'<think>.*?</think>', '', s) to drop it.")],
+    ),
+    ("```xml\n<think>x</think>\n```", [("text", "```xml\n<think>x</think>\n```")]),
+    (" \n<think>plan</think>answer", [("thinking", "plan"), ("text", "answer")]),
+    ("[thinking]\nhm\n\nsee [thinking]\nx", [("thinking", "hm"), ("text", "see [thinking]\nx")]),
     ("<think>cut off by max_tokens", [("thinking", "cut off by max_tokens")]),
     (
         "[thinking]\nThe user wants a haiku.\n\nLeaves fall",

@@ -1,32 +1,51 @@
 """One accumulator for every server dialect, streamed or not.
 
-`ResponseAssembler.feed_chunk` takes each parsed streamed chunk and returns the live
-`BlockEvent`s it produced; `feed_body` takes a whole non-streaming response and runs it
-through the same code (no events). `result()` gives the ordered blocks, tool calls with
-parsed arguments, usage, and a normalized finish_reason.
+Contract:
+- `feed_chunk(chunk)` takes each parsed streamed chunk and returns the live `BlockEvent`s
+  it produced; `feed_body(body)` takes a whole non-streaming response through the same
+  code (no events).
+- `close(flush=True, complete=False)` ends the stream: it releases held-back text, the
+  calls written in the text and the notice for withheld calls, and ends the open block.
+  `flush=False` (a failed stream) only ends the open block. `complete=True` says the
+  stream ended properly (`[DONE]`) although no chunk carried a finish_reason: the reply
+  then finishes as "stop", or "tool_calls" when it has calls. `saw_finish` stays what the
+  server said.
+- `result()` gives the ordered blocks, the calls to run with parsed arguments, the calls
+  withheld from a reply cut by the output limit, usage, and a normalized finish_reason.
+
+Errors: `InBandError` from a feed when the server reports an error inside a 200 response
+(an `error` object, or a finish_reason that means the generation failed);
+`ArgumentsError` from `result()` for unusable arguments. Malformed input is otherwise
+skipped part by part, never raised as KeyError/TypeError/AttributeError.
+
+The parts: blocks.py sequences the blocks and their events, content.py runs message text
+through think splitting and text tool-call scanning, toolcalls.py accumulates calls and
+holds the merge and finish-reason policies. This module reads the wire shapes.
 
 This is the per-chunk hot path: plain dict `.get` calls, type checks with `type(x) is`,
-string fragments collected in lists and joined once, no pydantic. Malformed input is
-skipped part by part, never raised as KeyError/TypeError/AttributeError; the only errors
-are `InBandError` (the server said so) and `ArgumentsError` from `result()`.
-
-Salvage (issue 4): `content` goes through `ThinkSplitter` (`<think>`, `[thinking]\n`) and,
-when the request offered tools, its text pieces through `TextCallScanner` (tool calls the
-server did not parse). Held-back text is released once decided, never twice; extracted
-calls become tool calls at `close()` (or when a think block starts, or in `feed_body`).
+string fragments collected in lists and joined once, no pydantic.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .arguments import ArgumentsError, canonical_tool_name, parse_arguments
-from .textcalls import TextCallScanner, TextToolCall, extract_text_tool_calls
-from .thinking import ThinkSplitter, split_thinking
+from .arguments import ArgumentsError
+from .blocks import TEXT, THINKING, Block, BlockEvent, BlockSequence
+from .content import ContentPipeline
+from .toolcalls import (
+    CUT_OFF,
+    AssembledToolCall,
+    ToolCalls,
+    ToolSlot,
+    TruncatedToolCall,
+    cut_off_notice,
+    failed_generation,
+    final_finish_reason,
+    normalize_finish_reason,
+)
 
 __all__ = [
     "AssembledBlock",
@@ -35,42 +54,9 @@ __all__ = [
     "BlockEvent",
     "InBandError",
     "ResponseAssembler",
+    "TruncatedToolCall",
     "normalize_finish_reason",
 ]
-
-BlockType = Literal["text", "thinking", "tool_use"]
-
-# Block kinds; compared by identity on the hot path.
-_TEXT: BlockType = "text"
-_THINKING: BlockType = "thinking"
-_TOOL: BlockType = "tool_use"
-
-_FINISH_ALIASES: dict[str, str] = {
-    "stop": "stop",
-    "eos": "stop",
-    "eos_token": "stop",  # TGI
-    "stop_sequence": "stop",  # TGI, Anthropic-backed proxies
-    "end_turn": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "max_length": "length",  # TGI
-    "tool_calls": "tool_calls",
-    "tool_use": "tool_calls",
-    "function_call": "tool_calls",  # legacy functions API
-    "content_filter": "content_filter",
-}
-
-
-@dataclass(slots=True)
-class BlockEvent:
-    """One live streaming event; maps 1:1 onto an `llm:stream_block_*` event."""
-
-    kind: Literal["start", "delta", "end"]
-    index: int  # one shared 0-based block_index space across block types
-    block_type: BlockType
-    text: str = ""  # delta only, never empty
-    sequence: int = 0  # delta only, 0-based per block
-    name: str | None = None  # tool_use start only
 
 
 class InBandError(Exception):
@@ -79,14 +65,6 @@ class InBandError(Exception):
     def __init__(self, payload: object) -> None:
         self.payload = payload
         super().__init__(_error_text(payload))
-
-
-@dataclass(slots=True)
-class AssembledToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any]
-    raw_arguments: str
 
 
 @dataclass(slots=True)
@@ -105,63 +83,8 @@ class AssembledResponse:
     model: str | None = None
     response_id: str | None = None
     saw_finish: bool = False
-
-
-def normalize_finish_reason(value: object) -> str | None:
-    """Map server-specific stop reasons onto the OpenAI vocabulary.
-
-    None for "not finished" (null, "" from old LocalAI, junk types). Unknown strings are
-    kept as they are rather than guessed.
-    """
-    if type(value) is not str or not value:
-        return None
-    return _FINISH_ALIASES.get(value) or _FINISH_ALIASES.get(value.lower(), value)
-
-
-class _Block:
-    __slots__ = ("index", "kind", "parts", "seq", "slot")
-
-    def __init__(self, index: int, kind: BlockType, slot: _ToolSlot | None) -> None:
-        self.index = index
-        self.kind = kind
-        self.parts: list[str] = []
-        self.seq = 0
-        self.slot = slot
-
-
-class _ToolSlot:
-    __slots__ = ("error", "frags", "id", "index", "name", "nchars", "obj", "order", "synth_id")
-
-    def __init__(self, index: int | None, order: int) -> None:
-        self.index = index
-        self.order = order  # creation order: tie-break and order for index-less calls
-        self.id = ""
-        self.name = ""
-        self.frags: list[str] = []
-        self.nchars = 0
-        self.obj: dict[str, Any] | None = None
-        self.synth_id: str | None = None  # fixed once so result() is repeatable
-        self.error: ArgumentsError | None = None  # a text call whose arguments were unusable
-
-    def add_arguments(self, args: object) -> None:
-        if type(args) is str:
-            if not args:
-                return
-            n = len(args)
-            # Some servers repeat the whole arguments on every delta; a repeat is the only
-            # way a fragment can equal everything so far and still leave complete JSON.
-            if n == self.nchars:
-                acc = "".join(self.frags)
-                if acc == args and _is_json_object(acc):
-                    return
-            self.frags.append(args)
-            self.nchars += n
-        elif type(args) is dict and (args or not self.frags):
-            # An object (TGI, Amazon) wins over string fragments; an empty one adds nothing.
-            self.obj = args
-
-    def has_content(self) -> bool:
-        return bool(self.name or self.frags or self.obj)
+    # Calls of a reply cut by the output limit: not in tool_calls, shown as a text block.
+    truncated_calls: list[TruncatedToolCall] = field(default_factory=list)
 
 
 class ResponseAssembler:
@@ -169,28 +92,18 @@ class ResponseAssembler:
 
     __slots__ = (
         "_blocks",
-        "_by_id",
-        "_by_index",
-        "_cur",
-        "_emitted",
+        "_calls",
+        "_content",
         "_finish",
         "_flushed",
-        "_last_slot",
         "_model",
-        "_offered",
-        "_raw",
+        "_notice",
         "_reasoning_fields",
         "_reasoning_seen",
         "_response_id",
         "_saw_finish",
-        "_scanner",
-        "_scanner_fed",
-        "_slots",
-        "_splitter",
-        "_text_calls",
         "_usage",
         "_usage_nonzero",
-        "_ws",
     )
 
     def __init__(
@@ -201,28 +114,23 @@ class ResponseAssembler:
         think_tags: bool = True,
         think_starts_inside: bool = False,
     ) -> None:
+        offered = frozenset(offered_tools)
         self._reasoning_fields = reasoning_fields
-        self._offered: frozenset[str] = frozenset(offered_tools)
-        # None when off, so the content path skips them entirely.
-        self._splitter = ThinkSplitter(True, think_starts_inside) if think_tags else None
-        self._scanner = TextCallScanner(self._offered) if self._offered else None
-        self._scanner_fed = False
-        self._raw: list[str] = []  # every content fragment, to re-split when reclassified
-        self._ws = ""  # whitespace that would open a text block of its own (held)
-        self._flushed = False
+        self._blocks = BlockSequence()
+        self._content = ContentPipeline(
+            self._blocks,
+            offered,
+            think_tags=think_tags,
+            think_starts_inside=think_starts_inside,
+        )
+        self._calls = ToolCalls(offered, self._blocks)
         self._reasoning_seen = False
-        self._text_calls = 0
-        self._blocks: list[_Block] = []
-        self._cur: _Block | None = None
-        self._slots: list[_ToolSlot] = []
-        self._by_index: dict[int, _ToolSlot] = {}
-        self._by_id: dict[str, _ToolSlot] = {}
-        self._last_slot: _ToolSlot | None = None
+        self._flushed = False
+        self._notice: Block | None = None  # the text block standing in for withheld calls
         self._usage: dict[str, Any] | None = None
         self._usage_nonzero = False
         self._finish: str | None = None
         self._saw_finish = False
-        self._emitted = False
         self._model: str | None = None
         self._response_id: str | None = None
 
@@ -230,11 +138,12 @@ class ResponseAssembler:
 
     @property
     def saw_finish(self) -> bool:
+        """A chunk carried a finish_reason."""
         return self._saw_finish
 
     @property
     def emitted_delta(self) -> bool:
-        return self._emitted
+        return self._blocks.emitted
 
     def feed_chunk(self, chunk: object) -> list[BlockEvent]:
         """Consume one streamed chunk; return the events it produced (usually one delta)."""
@@ -248,21 +157,16 @@ class ResponseAssembler:
         if type(body) is dict:
             self._ingest(body, "message", None)
         self._flush(None)
-        self._cur = None  # nothing was started live, so close() has nothing to end
+        self._blocks.cur = None  # nothing was started live, so close() has nothing to end
 
-    def close(self, *, flush: bool = True) -> list[BlockEvent]:
-        """End of stream: release held-back text and text tool calls, end the open block.
-
-        `flush=False` (a failed stream) only ends the open block: text held back as a
-        possible tool call is not shown for a reply that did not finish.
-        """
+    def close(self, *, flush: bool = True, complete: bool = False) -> list[BlockEvent]:
+        """End of stream; see the module docstring for `flush` and `complete`."""
         events: list[BlockEvent] = []
+        if complete and self._finish is None:
+            self._finish = "stop"  # result() makes it "tool_calls" when calls were made
         if flush:
             self._flush(events)
-        cur = self._cur
-        if cur is not None:
-            self._cur = None
-            events.append(BlockEvent("end", cur.index, cur.kind))
+        self._blocks.end(events)
         return events
 
     def result(self) -> AssembledResponse:
@@ -272,69 +176,23 @@ class ResponseAssembler:
         response built from everything else (text, thinking, the good calls).
         """
         self._flush(None)
-        calls: dict[int, AssembledToolCall] = {}  # keyed by id() of the slot
-        kept: list[tuple[_ToolSlot, AssembledToolCall]] = []
+        kept: list[tuple[ToolSlot, AssembledToolCall]] = []
         errors: list[ArgumentsError] = []
-        seen_ids: set[str] = set()
-        ordered = sorted(
-            (s for s in self._slots if s.has_content()),
-            key=lambda s: (s.index is None, s.index or 0, s.order),
-        )
-        for slot in ordered:
-            try:
-                call = self._build_call(slot, seen_ids)
-            except ArgumentsError as exc:
-                errors.append(exc)
-                continue
-            if any(c.name == call.name and c.arguments == call.arguments for _, c in kept):
-                continue  # LocalAI repeats the same call at several indices
-            seen_ids.add(call.id)
-            kept.append((slot, call))
-            calls[id(slot)] = call
-
-        splitter = self._splitter
-        # Text streamed before a stray `</think>` was reasoning: re-split the whole content
-        # (not when a reasoning field also spoke: the two could not be ordered).
-        resplit = splitter is not None and splitter.reclassified and not self._reasoning_seen
-        blocks: list[AssembledBlock] = self._resplit() if resplit else []
-        placed: set[int] = set()
-        for block in self._blocks:
-            slot = block.slot
-            if slot is None:
-                if not resplit:
-                    blocks.append(AssembledBlock(block.kind, "".join(block.parts)))
-            else:
-                call = calls.get(id(slot))
-                if call is not None and id(slot) not in placed:
-                    placed.add(id(slot))
-                    blocks.append(AssembledBlock("tool_call", "", call))
-        # Calls whose name never arrived have no block yet; keep them visible at the end.
-        for slot, call in kept:
-            if id(slot) not in placed:
-                blocks.append(AssembledBlock("tool_call", "", call))
-        if self._text_calls:
-            # The calls sat on lines of their own: trim what they left (as
-            # extract_text_tool_calls does), drop what is now empty.
-            blocks = [
-                AssembledBlock("text", b.text.strip()) if b.type == "text" else b
-                for b in blocks
-                if b.type != "text" or b.text.strip()
-            ]
-
-        tool_calls = [c for _, c in kept]
-        finish = self._finish
-        # Servers under-report tool calls (TGI never says so, vLLM's named tool_choice says
-        # "stop"); orchestrators key on "tool_calls" whenever calls are present.
-        if tool_calls:
-            finish = "tool_calls"
+        truncated: list[TruncatedToolCall] = []
+        if self._finish == CUT_OFF:
+            truncated = self._calls.withhold()
+        else:
+            kept, errors = self._calls.build()
+        tool_calls = [call for _, call in kept]
         response = AssembledResponse(
-            blocks=blocks,
+            blocks=self._final_blocks(kept),
             tool_calls=tool_calls,
             usage=self._usage,
-            finish_reason=finish,
+            finish_reason=final_finish_reason(self._finish, bool(tool_calls)),
             model=self._model,
             response_id=self._response_id,
             saw_finish=self._saw_finish,
+            truncated_calls=truncated,
         )
         if errors:
             error = errors[0]
@@ -342,20 +200,40 @@ class ResponseAssembler:
             raise error
         return response
 
-    def _resplit(self) -> list[AssembledBlock]:
-        out: list[AssembledBlock] = []
-        for kind, piece in split_thinking("".join(self._raw)):
-            if kind == "text" and self._offered:
-                piece = extract_text_tool_calls(piece, self._offered)[0]
-            if piece:
-                out.append(AssembledBlock(kind, piece))
-        return out
+    # ----------------------------------------------------------------- final blocks
+
+    def _final_blocks(self, kept: list[tuple[ToolSlot, AssembledToolCall]]) -> list[AssembledBlock]:
+        content = self._content
+        # Text streamed before a stray `</think>` was reasoning: re-split the whole content
+        # (not when a reasoning field also spoke: the two could not be ordered).
+        resplit = content.reclassified and not self._reasoning_seen
+        blocks = [AssembledBlock(kind, text) for kind, text in content.resplit()] if resplit else []
+        calls = {id(slot): call for slot, call in kept}
+        placed: set[int] = set()
+        for block in self._blocks.blocks:
+            slot = block.slot
+            if slot is None:
+                if not resplit or block is self._notice:
+                    blocks.append(AssembledBlock(block.kind, "".join(block.parts)))
+            elif id(slot) in calls and id(slot) not in placed:
+                placed.add(id(slot))
+                blocks.append(AssembledBlock("tool_call", "", calls[id(slot)]))
+        # Calls whose name never arrived have no block yet; keep them visible at the end.
+        blocks += [AssembledBlock("tool_call", "", c) for s, c in kept if id(s) not in placed]
+        if self._calls.written:
+            # The calls sat on lines of their own: trim what they left (as
+            # extract_text_tool_calls does), drop what is now empty.
+            blocks = [
+                AssembledBlock("text", b.text.strip()) if b.type == "text" else b
+                for b in blocks
+                if b.type != "text" or b.text.strip()
+            ]
+        return blocks
 
     # ----------------------------------------------------------------- ingestion
 
     def _ingest(self, obj: dict[Any, Any], key: str, events: list[BlockEvent] | None) -> None:
-        err = obj.get("error")
-        if err is not None:
+        if obj.get("error") is not None:
             raise InBandError(obj)
         if self._model is None:
             model = obj.get("model")
@@ -373,6 +251,8 @@ class ResponseAssembler:
         if type(choices) is not list or not choices:
             if choices is None and obj.get("object") == "error":
                 raise InBandError(obj)  # SGLang / old vLLM error shape
+            if usage is None:
+                self._groq_usage(obj)
             return
         choice = choices[0]
         if type(choice) is not dict:
@@ -385,10 +265,27 @@ class ResponseAssembler:
             self._apply_message(msg, events, key == "message")
         reason = choice.get("finish_reason")
         if reason:
-            normalized = normalize_finish_reason(reason)
-            if normalized is not None:
-                self._finish = normalized
-                self._saw_finish = True
+            self._take_finish(reason)
+            if usage is None:
+                self._groq_usage(obj)
+
+    def _groq_usage(self, obj: dict[Any, Any]) -> None:
+        # Groq reports usage only in its own field, on the chunk that finishes the reply.
+        groq = obj.get("x_groq")
+        if type(groq) is dict:
+            usage = groq.get("usage")
+            if usage is not None:
+                self._take_usage(usage)
+
+    def _take_finish(self, reason: object) -> None:
+        normalized = normalize_finish_reason(reason)
+        if normalized is None:
+            return
+        failure = failed_generation(normalized, str(reason))
+        if failure is not None:
+            raise InBandError(failure)
+        self._finish = normalized
+        self._saw_finish = True
 
     def _take_usage(self, usage: object) -> None:
         if type(usage) is not dict:
@@ -406,29 +303,32 @@ class ResponseAssembler:
         for name in self._reasoning_fields:
             reasoning = msg.get(name)
             if reasoning and type(reasoning) is str:
-                self._reasoning_seen = True
-                self._fragment(_THINKING, reasoning, events)
+                self._thinking(reasoning, events)
                 break  # vLLM at times sends the same text under both names
         content = msg.get("content")
         if content:
             if type(content) is str:
-                self._content(content, events)
+                self._content.feed(content, events)
             elif type(content) is list:
                 self._content_parts(content, events)
         tool_calls = msg.get("tool_calls")
         if tool_calls:
-            self._tool_calls(tool_calls, events, positional)
+            self._calls.feed(tool_calls, positional, events)
         else:
             legacy = msg.get("function_call")
             if type(legacy) is dict:
-                self._tool_calls([{"index": 0, "function": legacy}], events, False)
+                self._calls.feed([{"index": 0, "function": legacy}], False, events)
+
+    def _thinking(self, text: str, events: list[BlockEvent] | None) -> None:
+        self._reasoning_seen = True
+        self._blocks.add(THINKING, text, events)
 
     def _content_parts(self, parts: list[Any], events: list[BlockEvent] | None) -> None:
         # Content as a list of typed parts (Mistral-style thinking, some proxies).
         for part in parts:
             if type(part) is str:
                 if part:
-                    self._content(part, events)
+                    self._content.feed(part, events)
                 continue
             if type(part) is not dict:
                 continue
@@ -439,267 +339,34 @@ class ResponseAssembler:
                     for sub in inner:
                         text = sub.get("text") if type(sub) is dict else None
                         if text and type(text) is str:
-                            self._reasoning_seen = True
-                            self._fragment(_THINKING, text, events)
+                            self._thinking(text, events)
                     continue
                 text = inner if type(inner) is str else part.get("text")
                 if text and type(text) is str:
-                    self._reasoning_seen = True
-                    self._fragment(_THINKING, text, events)
+                    self._thinking(text, events)
             elif ptype in ("text", None):
                 text = part.get("text")
                 if text and type(text) is str:
-                    self._content(text, events)
-
-    # ----------------------------------------------------------------- content salvage
-
-    def _content(self, content: str, events: list[BlockEvent] | None) -> None:
-        """Message text: think splitting, then text tool-call scanning, then text."""
-        splitter = self._splitter
-        if splitter is not None:
-            self._raw.append(content)
-            pieces = splitter.feed(content)
-            if len(pieces) != 1 or pieces[0][0] != "text":
-                for kind, piece in pieces:
-                    if kind == "text":
-                        self._text(piece, events)
-                    else:
-                        self._content_thinking(piece, events)
-                return
-            content = pieces[0][1]
-        cur = self._cur
-        if self._scanner is None and cur is not None and cur.kind is _TEXT:
-            # Hot path: one more token of the open text block, no further calls.
-            cur.parts.append(content)
-            if events is not None:
-                events.append(BlockEvent("delta", cur.index, _TEXT, content, cur.seq))
-            cur.seq += 1
-            return
-        self._text(content, events)
-
-    def _text(self, text: str, events: list[BlockEvent] | None) -> None:
-        scanner = self._scanner
-        if scanner is not None:
-            self._scanner_fed = True
-            text = scanner.feed(text)
-            if not text:
-                return  # held back: it may be the start of a call
-        self._show_text(text, events)
-
-    def _show_text(self, text: str, events: list[BlockEvent] | None) -> None:
-        cur = self._cur
-        if cur is not None and cur.kind is _TEXT:
-            # Hot path: one more token of the open text block.
-            cur.parts.append(text)
-            if events is not None:
-                events.append(BlockEvent("delta", cur.index, _TEXT, text, cur.seq))
-            cur.seq += 1
-            return
-        if self._scanner is not None:
-            # Whitespace between extracted calls must not open a text block of its own.
-            if text.isspace():
-                self._ws += text
-                return
-            if self._ws:
-                text, self._ws = self._ws + text, ""
-        self._fragment(_TEXT, text, events)
-
-    def _content_thinking(self, text: str, events: list[BlockEvent] | None) -> None:
-        if self._scanner_fed:
-            # A call never spans a think block, and the answer after one starts afresh
-            # (a bare call object right after `</think>` is at the start of the answer).
-            self._finish_scanner(events)
-            self._scanner = TextCallScanner(self._offered)
-            self._scanner_fed = False
-        self._ws = ""  # whitespace before a think block is template noise
-        self._fragment(_THINKING, text, events)
-
-    def _finish_scanner(self, events: list[BlockEvent] | None) -> None:
-        scanner = self._scanner
-        if scanner is None:
-            return
-        rest, calls = scanner.finish()
-        if rest:
-            self._show_text(rest, events)
-        for call in calls:
-            self._text_call(call, events)
-
-    def _text_call(self, call: TextToolCall, events: list[BlockEvent] | None) -> None:
-        slot = self._new_slot(None)  # index-less: ordered after native calls, by creation
-        slot.name = call.name  # already canonical
-        slot.obj = call.arguments
-        slot.error = call.error
-        self._text_calls += 1
-        if call.error is None:  # a bad call gets no block, like a native one it is raised
-            self._open(_TOOL, events, call.name, slot)
+                    self._content.feed(text, events)
 
     def _flush(self, events: list[BlockEvent] | None) -> None:
-        """Release everything held back; idempotent."""
+        """Release everything held back, decide the written calls; idempotent."""
         if self._flushed:
             return
         self._flushed = True
-        splitter = self._splitter
-        if splitter is not None:
-            for kind, piece in splitter.finish():
-                if kind == "text":
-                    self._text(piece, events)
-                else:
-                    self._content_thinking(piece, events)
-        self._finish_scanner(events)
-        self._scanner = None
-        ws, self._ws = self._ws, ""
-        if ws and not self._text_calls:
-            self._fragment(_TEXT, ws, events)
-
-    # ----------------------------------------------------------------- blocks
-
-    def _open(
-        self,
-        kind: BlockType,
-        events: list[BlockEvent] | None,
-        name: str | None = None,
-        slot: _ToolSlot | None = None,
-    ) -> _Block:
-        block = _Block(len(self._blocks), kind, slot)
-        if events is not None:
-            cur = self._cur
-            if cur is not None:
-                events.append(BlockEvent("end", cur.index, cur.kind))
-            events.append(BlockEvent("start", block.index, kind, "", 0, name))
-        self._blocks.append(block)
-        self._cur = block
-        return block
-
-    def _fragment(self, kind: BlockType, text: str, events: list[BlockEvent] | None) -> None:
-        cur = self._cur
-        if cur is None or cur.kind is not kind:
-            cur = self._open(kind, events)
-        cur.parts.append(text)
-        if events is not None:
-            events.append(BlockEvent("delta", cur.index, kind, text, cur.seq))
-            self._emitted = True
-        cur.seq += 1
-
-    # ----------------------------------------------------------------- tool calls
-
-    def _tool_calls(
-        self, tool_calls: object, events: list[BlockEvent] | None, positional: bool
-    ) -> None:
-        if type(tool_calls) is dict:
-            tool_calls = [tool_calls]  # a single call not wrapped in a list
-        elif type(tool_calls) is not list:
-            return
-        for pos, tc in enumerate(tool_calls):
-            if type(tc) is not dict:
-                continue
-            fn = tc.get("function")
-            if type(fn) is not dict:
-                fn = tc  # name/arguments at the top level of the call
-            name = fn.get("name")
-            if type(name) is not str:
-                name = ""
-            tid = tc.get("id")
-            if type(tid) is not str:
-                tid = ""
-            if positional:
-                index: int | None = pos  # non-streaming: list position is the index
-            else:
-                raw_index = tc.get("index")
-                index = raw_index if type(raw_index) is int else None
-            slot = self._find_slot(index, tid, name)
-            if tid and not slot.id:
-                slot.id = tid
-                self._by_id.setdefault(tid, slot)
-            # Names come once (vLLM, llama.cpp) or repeated on every delta
-            # (llama-cpp-python): append only what is not a repeat.
-            args = fn.get("arguments")
-            if name and name != slot.name:
-                if slot.name:
-                    slot.name += name
-                else:
-                    slot.name = name
-                    if args is not None:
-                        slot.add_arguments(args)
-                        args = None
-                    # LocalAI repeats a whole call at another index: show it once.
-                    if not self._repeats_earlier_call(slot):
-                        self._open(_TOOL, events, self._canonical(name), slot)
-            if args is not None:
-                slot.add_arguments(args)
-
-    def _repeats_earlier_call(self, slot: _ToolSlot) -> bool:
-        if not (slot.frags or slot.obj):
-            return False
-        mine = slot.obj if slot.obj else "".join(slot.frags)
-        for other in self._slots:
-            if other is slot or other.name != slot.name:
-                continue
-            theirs = other.obj if other.obj else "".join(other.frags)
-            if theirs == mine:
-                return True
-        return False
-
-    def _find_slot(self, index: int | None, tid: str, name: str) -> _ToolSlot:
-        if index is not None:
-            slot = self._by_index.get(index)
-            # Same index but a different id and a new name: a new call (servers that
-            # number every call 0), not a continuation.
-            if slot is None or (tid and slot.id and tid != slot.id and name and slot.name):
-                slot = self._new_slot(index)
-                self._by_index[index] = slot
-        elif tid:
-            slot = self._by_id.get(tid)
-            # LocalAI gives every call the same id: a different name means a new call.
-            if slot is None or (name and slot.name and name != slot.name):
-                slot = self._new_slot(None)
-                self._by_id[tid] = slot
-        elif name or self._last_slot is None:
-            slot = self._new_slot(None)  # neither index nor id: a named delta starts a call
-        else:
-            slot = self._last_slot  # an anonymous fragment continues the last call
-        self._last_slot = slot
-        return slot
-
-    def _new_slot(self, index: int | None) -> _ToolSlot:
-        slot = _ToolSlot(index, len(self._slots))
-        self._slots.append(slot)
-        return slot
-
-    def _canonical(self, name: str) -> str:
-        offered = self._offered
-        return canonical_tool_name(name, offered) if offered else name
-
-    def _build_call(self, slot: _ToolSlot, seen_ids: set[str]) -> AssembledToolCall:
-        if slot.error is not None:
-            raise slot.error
-        name = self._canonical(slot.name)
-        if slot.obj:
-            arguments = slot.obj
-            raw = json.dumps(arguments, ensure_ascii=False, default=str)
-        elif slot.frags:
-            raw = "".join(slot.frags)
-            arguments = parse_arguments(raw, name)
-        else:
-            raw = ""
-            arguments = {}
-        call_id = slot.id
-        # TGI sends "" ids; LocalAI shares one id across calls: ids must be unique.
-        if not call_id or call_id in seen_ids:
-            if slot.synth_id is None:
-                slot.synth_id = "call_" + uuid.uuid4().hex[:24]
-            call_id = slot.synth_id
-        return AssembledToolCall(call_id, name, arguments, raw)
+        written = self._content.flush(events)
+        cut = self._finish == CUT_OFF
+        for call in written:
+            self._calls.add_written(call, events, show=not cut)
+        if cut:
+            withheld = self._calls.withhold()
+            if withheld:
+                self._notice = self._blocks.open(TEXT, events)
+                self._blocks.add(TEXT, cut_off_notice(withheld), events)
 
 
 def _all_zero(usage: dict[Any, Any]) -> bool:
     return not any(type(value) in (int, float) and value for value in usage.values())
-
-
-def _is_json_object(text: str) -> bool:
-    try:
-        return type(json.loads(text)) is dict
-    except (ValueError, RecursionError):
-        return False
 
 
 def _error_text(payload: object) -> str:

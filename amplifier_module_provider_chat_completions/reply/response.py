@@ -76,20 +76,35 @@ def to_chat_response(
         tool_calls=tool_calls or None,
         usage=usage,
         finish_reason=asm.finish_reason,
-        metadata={
-            "provider": provider_name,
-            "model": asm.model or model,  # the served model when the server names it
-            "response_id": asm.response_id,
-        },
+        metadata=_metadata(asm, provider_name, model),
         content_blocks=content_blocks,
         text=_TEXT_JOIN.join(texts),
     )
 
 
+def _metadata(asm: AssembledResponse, provider_name: str, model: str | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "provider": provider_name,
+        "model": asm.model or model,  # the served model when the server names it
+        "response_id": asm.response_id,
+    }
+    if asm.truncated_calls:
+        # The calls a reply cut by the output limit did not hand over (its text names them
+        # too, with the arguments so far).
+        metadata["truncated_tool_calls"] = [
+            {"id": call.id, "name": call.name} for call in asm.truncated_calls
+        ]
+    return metadata
+
+
 def usage_from_wire(usage: object) -> Usage | None:
     """Wire usage object -> Usage; None unless the server gave both token counts.
 
-    Numbers are never invented: junk types count as missing.
+    Cache counts come from OpenAI's `prompt_tokens_details` (`cached_tokens`; writes as
+    `cache_write_tokens` from OpenRouter, `cache_creation_tokens` from LiteLLM), else from
+    Anthropic's names at the top level (`cache_read_input_tokens`,
+    `cache_creation_input_tokens`, as Anthropic-backed proxies send them), else DeepSeek's
+    `prompt_cache_hit_tokens`. Numbers are never invented: junk types count as missing.
     """
     if type(usage) is not dict:
         return None
@@ -101,16 +116,35 @@ def usage_from_wire(usage: object) -> Usage | None:
     if total is None:
         total = prompt + completion
     reasoning = _count(_nested(usage, "completion_tokens_details", "reasoning_tokens"))
-    cached = _count(_nested(usage, "prompt_tokens_details", "cached_tokens"))
-    if cached is None:
-        cached = _count(usage.get("prompt_cache_hit_tokens"))  # DeepSeek
+    details = usage.get("prompt_tokens_details")
+    if type(details) is not dict:
+        details = {}
+    cache_read = _first_count(
+        details.get("cached_tokens"),
+        usage.get("cache_read_input_tokens"),
+        usage.get("prompt_cache_hit_tokens"),
+    )
+    cache_write = _first_count(
+        details.get("cache_write_tokens"),
+        details.get("cache_creation_tokens"),
+        usage.get("cache_creation_input_tokens"),
+    )
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
         total_tokens=total,
         reasoning_tokens=reasoning,
-        cache_read_tokens=cached,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
+
+
+def _first_count(*values: object) -> int | None:
+    for value in values:
+        count = _count(value)
+        if count is not None:
+            return count
+    return None
 
 
 def _nested(obj: dict[Any, Any], outer: str, inner: str) -> object:

@@ -9,13 +9,17 @@ When a server runs without a tool-call parser (llama-server without --jinja, vLL
                 and `[TOOL_CALLS]name[ARGS]{..}`
 - Llama 3.x     `<|python_tag|>{"name": .., "parameters": ..}` (several joined by `;`) and a
                 message that is nothing but such objects
+- Small models  a message that is nothing but such objects in one ```json fence (the reply
+                of Qwen2.5-Coder-0.5B on llama-server with its own template)
 - Functionary   `<function=name>{..}</function>`
 
 Only a call to an offered tool (after `canonical_tool_name`) is taken; anything else stays
-text. One scanner serves both paths, so streaming and non-streaming cannot disagree.
+text. Without a marker, the message must be nothing but calls (bare or in one fence), each
+object carrying only call keys: a call object after prose, or followed by prose, is an
+example in an explanation and stays text. One scanner serves both paths, so streaming and
+non-streaming cannot disagree.
 
-Limitations: a bare call object wrapped in a code fence is left as text (too easily a JSON
-answer); Qwen3-Coder `<parameter=..>` values are kept as strings unless they are a JSON
+Limitations: Qwen3-Coder `<parameter=..>` values are kept as strings unless they are a JSON
 object or array (no schema here to type them).
 """
 
@@ -60,6 +64,10 @@ _FUNCTION: Final = "<function="
 _FUNCTION_END: Final = "</function>"
 _MARKERS: Final = (_TOOL_CALL, _MISTRAL, _PYTHON_TAG, _FUNCTION)
 _BARE: Final = "bare"
+_FENCED: Final = "fenced"
+_FENCE: Final = "```"
+# Info strings of a fence that may hold a call: none, or json.
+_FENCE_LANGUAGES: Final = ("", "json")
 
 # Keys a whole-message call object may carry; anything more and it is a JSON answer.
 _CALL_KEYS: Final = frozenset({"name", "arguments", "parameters", "type", "id"})
@@ -98,7 +106,7 @@ def extract_text_tool_calls(text: str, offered: Collection[str]) -> tuple[str, l
 
 def _may_hold_call(text: str) -> bool:
     # Cheap pre-check so ordinary prose never enters the scanner.
-    return text.lstrip()[:1] in ("{", "[") or any(marker in text for marker in _MARKERS)
+    return text.lstrip()[:1] in ("{", "[", "`") or any(marker in text for marker in _MARKERS)
 
 
 class TextCallScanner:
@@ -187,6 +195,14 @@ class TextCallScanner:
                 self._at_start = False
                 self._region = _BARE
                 return True
+            if first == "`":
+                fenced = _fence_may_hold_call(stripped, final=final)
+                if fenced is None:
+                    return False  # the fence's first line has not arrived yet
+                if fenced:
+                    self._at_start = False
+                    self._region = _FENCED
+                    return True
             if first == "[" and len(stripped) < len(_MISTRAL) and not final:
                 return False  # "[TOOL_C" or a bare array: cannot tell yet
             self._at_start = False
@@ -201,6 +217,26 @@ class TextCallScanner:
         out.append(buf[: len(buf) - hold])
         self._buf = buf[len(buf) - hold :]
         return False
+
+
+def _fence_may_hold_call(text: str, *, final: bool) -> bool | None:
+    """Whether a message opening with a code fence may be a fenced call; None: undecided.
+
+    Decided on the fence's first line and the first character after it, so a code answer
+    (```python) is released at once.
+    """
+    if not text.startswith(_FENCE):
+        return None if _FENCE.startswith(text) and not final else False
+    newline = text.find("\n", len(_FENCE))
+    if newline < 0:
+        info = text[len(_FENCE) :].strip().lower()
+        return None if not final and "json".startswith(info) else False
+    if text[len(_FENCE) : newline].strip().lower() not in _FENCE_LANGUAGES:
+        return False
+    body = text[newline + 1 :].lstrip()
+    if not body:
+        return None if not final else False
+    return body[0] in "{["
 
 
 def _find_marker(buf: str) -> tuple[int, str | None]:
@@ -238,6 +274,8 @@ def _region_end(
         end, ok = _mistral_end(buf, match)
     elif region == _PYTHON_TAG:
         end, ok = _sequence_end(buf, len(_PYTHON_TAG), match, bare=False)
+    elif region == _FENCED:
+        end, ok = _fenced_end(buf, match)
     else:
         end, ok = _sequence_end(buf, len(buf) - len(buf.lstrip()), match, bare=True)
     if end == _UNDECIDED and final:
@@ -300,6 +338,22 @@ def _mistral_end(buf: str, match: Matcher) -> tuple[int, bool]:
     return (_UNDECIDED, True) if end is None else (end, True)
 
 
+def _fenced_end(buf: str, match: Matcher) -> tuple[int, bool]:
+    """A fence holding only call objects, then nothing but the end of the message."""
+    body = buf.index("\n", buf.index(_FENCE)) + 1
+    end, ok = _sequence_end(buf, body, match, bare=False)
+    if end == _UNDECIDED or not ok:
+        return end, ok
+    i = _skip_ws(buf, end)
+    closer = buf[i : i + len(_FENCE)]
+    if closer != _FENCE:
+        return (_UNDECIDED, True) if _FENCE.startswith(closer) else (i, False)
+    i = _skip_ws(buf, i + len(_FENCE))
+    # Text after the fence makes it an example in an explanation; only the end of the
+    # message (the caller's final drain) makes it a call.
+    return (i, False) if i < len(buf) else (_UNDECIDED, True)
+
+
 def _sequence_end(buf: str, start: int, match: Matcher, *, bare: bool) -> tuple[int, bool]:
     """End of a run of JSON values joined by `;`/`,`/whitespace (Llama 3.x style)."""
     i = _skip_ws(buf, start)
@@ -342,6 +396,10 @@ def _parse_region(region: str, text: str, offered: frozenset[str]) -> list[TextT
         return _parse_mistral(text[len(_MISTRAL) :].strip(), offered)
     if region == _PYTHON_TAG:
         return _parse_json_sequence(text[len(_PYTHON_TAG) :], offered, strict=False)
+    if region == _FENCED:
+        body = text.strip()
+        body = body[body.find("\n") + 1 :].removesuffix(_FENCE)
+        return _parse_json_sequence(body, offered, strict=True)
     return _parse_json_sequence(text, offered, strict=True)
 
 

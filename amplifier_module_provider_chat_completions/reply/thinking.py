@@ -1,15 +1,18 @@
 """Reasoning written into the message text: split it from the answer.
 
-Forms handled:
-- `<think>...</think>` anywhere in the text (TGI, vLLM/llama.cpp without a reasoning
-  parser, LM Studio); a tag split across stream chunks is held back until decided.
+Forms handled, all only where servers put them: at the start of the reply (leading
+whitespace allowed). A tag written later, inside the answer (prose about tags, a regex, an
+HTML or XML sample), is part of the answer.
+- `<think>...</think>` (TGI, vLLM/llama.cpp without a reasoning parser, LM Studio); a tag
+  split across stream chunks is held back until decided.
 - A response that starts inside an unclosed think block (Qwen3 and DeepSeek-R1 distills
   when the chat template already opened it): the text has `</think>` with no opener.
   `split_thinking` detects this exactly. A streaming splitter cannot know it until the
   `</think>` arrives, so it needs `starts_inside=True` (set by the provider when it knows
   the template opens the block); without it the text before the stray `</think>` is
   streamed as text, the tag is dropped, and `reclassified` is set so the caller can
-  re-split the full content with `split_thinking` for the final response.
+  re-split the full content with `split_thinking` for the final response. Only a closer
+  before any `<think>` counts: after one, the answer is talking about the tags.
 - Ampify's inline form: content that starts with `[thinking]\\n`. Ampify's closing marker is
   not documented; ASSUMPTION: the thinking ends at the first of a `[/thinking]` line, an
   `[answer]` line, or a blank line ("\\n\\n"), whichever comes first, and the marker is
@@ -33,7 +36,8 @@ AMPIFY_PREFIX: Final = "[thinking]\n"
 # whitespace that follows every block).
 _AMPIFY_ENDS: Final = ("\n[/thinking]", "\n[answer]", "\n\n")
 
-_TEXT: Final = "text"
+_TEXT: Final = "text"  # answer text in which a stray `</think>` may still end reasoning
+_PLAIN: Final = "plain"  # answer text with the reasoning settled: passed through untouched
 _THINK: Final = "think"
 _AMPIFY: Final = "ampify"
 _START: Final = "start"
@@ -46,7 +50,6 @@ class ThinkSplitter:
         self.enabled = enabled
         self._mode = _THINK if starts_inside else _START
         self._buf = ""
-        self._seen_open = starts_inside
         self._lstrip = starts_inside  # drop whitespace before the next visible character
         self._emitted_text = False
         self.reclassified = False
@@ -57,10 +60,13 @@ class ThinkSplitter:
             return [("text", fragment)] if fragment else []
         if not self._buf and not self._lstrip:
             # Fast path: nothing held and nothing in the fragment that could start a tag.
-            if self._mode == _TEXT and "<" not in fragment:
+            mode = self._mode
+            if mode == _TEXT and "<" not in fragment:
                 self._emitted_text = self._emitted_text or bool(fragment)
                 return [("text", fragment)] if fragment else []
-            if self._mode == _THINK and "<" not in fragment:
+            if mode == _PLAIN:
+                return [("text", fragment)] if fragment else []
+            if mode == _THINK and "<" not in fragment:
                 return [("thinking", fragment)] if fragment else []
         self._buf += fragment
         return self._drain(final=False)
@@ -84,6 +90,9 @@ class ThinkSplitter:
             elif self._mode == _TEXT:
                 if not self._scan_text(out, final=final):
                     break
+            elif self._mode == _PLAIN:
+                self._emit(out, "text", self._buf)
+                self._buf = ""
             elif self._mode == _THINK:
                 if not self._scan_until(out, (CLOSE,), "thinking", final=final):
                     break
@@ -100,7 +109,6 @@ class ThinkSplitter:
             if head.startswith(prefix):
                 self._buf = head[len(prefix) :]
                 self._mode = _AMPIFY if prefix == AMPIFY_PREFIX else _THINK
-                self._seen_open = True
                 self._lstrip = True
                 return True
             if prefix.startswith(head) and not final:
@@ -111,24 +119,21 @@ class ThinkSplitter:
     def _scan_text(self, out: list[Piece], *, final: bool) -> bool:
         buf = self._buf
         open_at = buf.find(OPEN)
-        close_at = -1 if self._seen_open else buf.find(CLOSE)
+        close_at = buf.find(CLOSE)
         if close_at >= 0 and (open_at < 0 or close_at < open_at):
             # A closer with no opener: everything before it was reasoning.
             self._emit(out, "text", buf[:close_at])
             self.reclassified = self.reclassified or self._emitted_text
             self._buf = buf[close_at + len(CLOSE) :]
-            self._seen_open = True
+            self._mode = _PLAIN
             self._lstrip = True
             return True
         if open_at >= 0:
-            self._emit(out, "text", buf[:open_at])
-            self._buf = buf[open_at + len(OPEN) :]
-            self._mode = _THINK
-            self._seen_open = True
-            self._lstrip = True
+            # An opener inside the answer: the answer is about the tags, and no closer
+            # after it can be a stray one.
+            self._mode = _PLAIN
             return True
-        tags = (OPEN,) if self._seen_open else (OPEN, CLOSE)
-        hold = 0 if final else _partial_len(buf, tags)
+        hold = 0 if final else _partial_len(buf, (OPEN, CLOSE))
         self._emit(out, "text", buf[: len(buf) - hold])
         self._buf = buf[len(buf) - hold :]
         return False
@@ -145,7 +150,7 @@ class ThinkSplitter:
         if found:
             self._emit(out, kind, buf[:best])
             self._buf = buf[best + len(found) :]
-            self._mode = _TEXT
+            self._mode = _PLAIN
             self._lstrip = True
             return True
         hold = 0 if final else _partial_len(buf, ends)
