@@ -507,6 +507,7 @@ def test_function_result_answering_no_call_is_sent_as_user_text() -> None:
 
 PNG = {"type": "base64", "media_type": "image/png", "data": "QUJD"}
 PNG_URL = "data:image/png;base64,QUJD"
+NOTE = "(image: in the next message)"
 TWO_CALLS = Message(
     role="assistant",
     content=[
@@ -565,8 +566,8 @@ def test_text_and_images_of_a_tool_message_are_both_sent() -> None:
         ),
     ]
     assert messages_to_wire(messages)[1:] == [
-        {"role": "tool", "tool_call_id": "c1", "content": "two shots\n(image: in the next message)"},
-        {"role": "tool", "tool_call_id": "c2", "content": "one\n(image: in the next message)"},
+        {"role": "tool", "tool_call_id": "c1", "content": f"two shots\n{NOTE}"},
+        {"role": "tool", "tool_call_id": "c2", "content": f"one\n{NOTE}"},
         image_follow_up(("c1", 2), ("c2", 1)),
     ]
 
