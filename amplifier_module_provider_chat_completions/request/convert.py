@@ -46,7 +46,6 @@ _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _TOOL_CHOICE_KEYWORDS = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
 # OpenAI's json_schema name rule; other servers accept anything, so it is safe everywhere.
 _SCHEMA_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
-_THINKING_TYPES = frozenset({"thinking", "redacted_thinking", "reasoning"})
 
 
 class ConversionError(ValueError):
@@ -624,6 +623,26 @@ def build_request_body(
         "model": request.model or cfg.default_model,
         "messages": messages_to_wire(request.messages),
     }
+    _add_sampling(body, request, cfg, max_tokens)
+    if request.tools:
+        _add_tools(body, request, cfg)
+    response_format = _response_format(request.response_format)
+    if response_format is not None:
+        body["response_format"] = response_format
+    if request.reasoning_effort:
+        body["reasoning_effort"] = request.reasoning_effort
+    if stream:
+        # Only when streaming: vLLM 400s on stream_options with stream false.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if cfg.extra_body:
+        body.update(cfg.extra_body)
+    return body
+
+
+def _add_sampling(
+    body: dict[str, Any], request: ChatRequest, cfg: BodyDefaults, max_tokens: int | None
+) -> None:
     temperature = request.temperature if request.temperature is not None else cfg.temperature
     if temperature is not None:
         body["temperature"] = temperature
@@ -641,25 +660,15 @@ def build_request_body(
         body["stop"] = stop
     if cfg.seed is not None:
         body["seed"] = cfg.seed
-    if request.tools:
-        body["tools"] = _tools(request.tools)
-        choice = _tool_choice(request.tool_choice)
-        if choice is not None:
-            body["tool_choice"] = choice
-        if cfg.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = cfg.parallel_tool_calls
-    response_format = _response_format(request.response_format)
-    if response_format is not None:
-        body["response_format"] = response_format
-    if request.reasoning_effort:
-        body["reasoning_effort"] = request.reasoning_effort
-    if stream:
-        # Only when streaming: vLLM 400s on stream_options with stream false.
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    if cfg.extra_body:
-        body.update(cfg.extra_body)
-    return body
+
+
+def _add_tools(body: dict[str, Any], request: ChatRequest, cfg: BodyDefaults) -> None:
+    body["tools"] = _tools(request.tools or ())
+    choice = _tool_choice(request.tool_choice)
+    if choice is not None:
+        body["tool_choice"] = choice
+    if cfg.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = cfg.parallel_tool_calls
 
 
 def dumps_body(body: Mapping[str, Any]) -> bytes:
