@@ -437,8 +437,12 @@ class ProviderConfig:
         partial(_to_int, minimum=0),
         info_key="max_retries",
     )
-    min_retry_delay: float = _setting(1.0, "First retry delay in seconds", _delay)
-    max_retry_delay: float = _setting(30.0, "Upper bound for one retry delay in seconds", _delay)
+    min_retry_delay: float = _setting(
+        1.0, "First retry delay in seconds (unset: at most max_retry_delay)", _delay
+    )
+    max_retry_delay: float = _setting(
+        30.0, "Upper bound for one retry delay in seconds (unset: at least min_retry_delay)", _delay
+    )
     use_streaming: bool = _setting(
         True, "Stream responses (live tokens)", _to_bool, info_key="use_streaming"
     )
