@@ -364,12 +364,30 @@ _SETTING = "setting"
 _REQUIRED: Any = object()
 
 
-def _setting(default: Any, description: str, parse: Parser, **declared: Any) -> Any:
-    """A ProviderConfig field that carries the rest of its Setting as metadata."""
-    value = None if default is _REQUIRED else default
-    metadata = {_SETTING: {"default": value, "description": description, "parse": parse}}
-    metadata[_SETTING].update(declared)
-    if default is _REQUIRED:
+def _setting(
+    default: Any,
+    description: str,
+    parse: Parser,
+    *,
+    env: str | None = None,
+    keeps_whitespace: bool = False,
+    prompt: Prompt | None = None,
+    info_key: str | None = None,
+) -> Any:
+    """A ProviderConfig field carrying its Setting (named after the field) as metadata."""
+    required = default is _REQUIRED
+    declared = Setting(
+        name="",  # the field's name, filled in by CONFIG_KEYS
+        default=None if required else default,
+        description=description,
+        parse=parse,
+        env=env,
+        keeps_whitespace=keeps_whitespace,
+        prompt=prompt,
+        info_key=info_key,
+    )
+    metadata = {_SETTING: declared}
+    if required:
         return field(metadata=metadata)
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=metadata)
@@ -511,7 +529,7 @@ class ProviderConfig:
 
 
 CONFIG_KEYS: tuple[Setting, ...] = tuple(
-    Setting(name=f.name, **f.metadata[_SETTING]) for f in fields(ProviderConfig)
+    f.metadata[_SETTING]._replace(name=f.name) for f in fields(ProviderConfig)
 )
 _DEFAULTS: dict[str, Any] = {key.name: key.default for key in CONFIG_KEYS}
 

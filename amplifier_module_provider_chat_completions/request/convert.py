@@ -35,8 +35,8 @@ CONTEXT_FILE_OPEN = "<context_file>\n"
 CONTEXT_FILE_CLOSE = "\n</context_file>"
 # OpenAI accepts only text parts in a tool message and the open servers' chat templates
 # render a tool message's content as text, so an image a tool returned travels in a user
-# message right after the turn's tool results (where every vision server takes images),
-# and the tool message says where it went.
+# message right after the turn's tool results (user messages are where vision servers
+# take images), and the tool message says where it went.
 TOOL_IMAGE_NOTE = "(image: in the next message)"
 # Legacy functions-API calls carry no id; each gets one derived from its message position,
 # so the same history gives the same ids (prompt caches hold).
@@ -483,6 +483,9 @@ def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str
 
 def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """Convert Amplifier messages to Chat Completions messages, order preserved.
+
+    Legacy functions-API messages become tool calls and tool results; images a tool
+    returned follow the turn's tool results in one user message (see TOOL_IMAGE_NOTE).
 
     Raises ConversionError (a ValueError) naming the message index when a message
     cannot be expressed (unknown role, tool result without an id, ...).
