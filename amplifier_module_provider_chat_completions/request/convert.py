@@ -200,12 +200,13 @@ def _image_url(source: Any) -> str | None:
 class _Parts:
     """Collected user-visible content of one message, split by kind, order preserved."""
 
-    __slots__ = ("has_image", "items", "results")
+    __slots__ = ("has_image", "images_follow", "items", "results")
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []  # text and image_url parts in block order
         self.results: list[dict[str, Any]] = []  # wire tool messages
         self.has_image = False
+        self.images_follow = False  # a result's images wait in a follow-up user message
 
     def text(self) -> str:
         return "\n".join(p["text"] for p in self.items if p["type"] == "text")
@@ -239,9 +240,16 @@ def _tool_reply(call_id: str, text: str, images: list[dict[str, Any]]) -> list[d
 def _output_parts(output: Any) -> tuple[str, list[dict[str, Any]]] | None:
     """Text and image parts of a tool output made of text and image blocks, at least one
     of them a usable image; None for any other output (sent as text or JSON)."""
-    if isinstance(output, str) or output is None:
+    if isinstance(output, dict):  # most outputs: cheap to rule out
+        if output.get("type") != "image":
+            return None
+        items: Sequence[Any] = (output,)
+    elif isinstance(output, list | tuple):
+        items = output
+    elif isinstance(output, BaseModel):
+        items = (output,)
+    else:
         return None
-    items = output if isinstance(output, list | tuple) else (output,)
     texts: list[str] = []
     images: list[dict[str, Any]] = []
     for item in items:
@@ -260,12 +268,19 @@ def _output_parts(output: Any) -> tuple[str, list[dict[str, Any]]] | None:
     return ("\n".join(texts), images) if images else None
 
 
-def _result_messages(index: int, call_id: Any, output: Any) -> list[dict[str, Any]]:
+def _result_message(index: int, call_id: Any, output: Any) -> dict[str, Any]:
     if not isinstance(call_id, str) or not call_id:
         raise ConversionError(index, "tool result has no tool_call_id")
+    return {"role": "tool", "tool_call_id": call_id, "content": serialize_tool_output(output)}
+
+
+def _result_messages(index: int, call_id: Any, output: Any) -> list[dict[str, Any]]:
+    """A ToolResultBlock's tool message, and its images' user message when it has any."""
     parts = _output_parts(output)
     if parts is None:
-        return [{"role": "tool", "tool_call_id": call_id, "content": serialize_tool_output(output)}]
+        return [_result_message(index, call_id, output)]
+    if not isinstance(call_id, str) or not call_id:
+        raise ConversionError(index, "tool result has no tool_call_id")
     return _tool_reply(call_id, *parts)
 
 
@@ -286,7 +301,9 @@ def _collect(index: int, blocks: Sequence[Any]) -> _Parts:
                 parts.items.append({"type": "image_url", "image_url": {"url": url}})
                 parts.has_image = True
         elif kind == "tool_result":
-            parts.results.extend(_result_messages(index, b.get("tool_call_id"), b.get("output")))
+            results = _result_messages(index, b.get("tool_call_id"), b.get("output"))
+            parts.results.extend(results)
+            parts.images_follow = parts.images_follow or len(results) > 1
         # thinking, tool_call outside an assistant turn and unknown blocks: nothing to send
     return parts
 
@@ -365,7 +382,8 @@ def _legacy_call(index: int, function_call: Any) -> dict[str, Any]:
     return _tool_call(index, LEGACY_CALL_ID.format(index=index), f.get("name"), f.get("arguments"))
 
 
-def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """Appends the assistant message (and results in its blocks); True when images follow."""
     content = message.get("content")
     blocks = _content_blocks(index, content)
     calls: list[dict[str, Any]] = []
@@ -399,6 +417,7 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
         wire["tool_calls"] = calls
     out.append(wire)
     out.extend(results)
+    return bool(results) and any(type(m) is _ImageFollowUp for m in results)
 
 
 def _open_call(out: list[dict[str, Any]], name: Any) -> str | None:
@@ -430,36 +449,41 @@ def _function_result_as_text(index: int, message: Mapping[str, Any]) -> dict[str
     return {"role": "user", "content": f"{label}\n{text}"}
 
 
-def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+def _tool(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """Appends the tool results a tool message holds; True when images follow them."""
     call_id = message.get("tool_call_id")
-    if message.get("role") == "function" and not (isinstance(call_id, str) and call_id):
+    if role == "function" and not (isinstance(call_id, str) and call_id):
         # The legacy functions API names the function instead of a call id.
         call_id = _open_call(out, message.get("name"))
         if call_id is None:
             out.append(_function_result_as_text(index, message))
-            return
+            return False
     content = message.get("content")
     blocks = _content_blocks(index, content)
     if blocks is None:
-        out.extend(_result_messages(index, call_id, content))
-        return
+        out.append(_result_message(index, call_id, content))
+        return False
     parts = _collect(index, blocks)
     out.extend(parts.results)
     if isinstance(call_id, str) and call_id:
         if parts.items or not parts.results:
             out.extend(_tool_reply(call_id, parts.text(), parts.images()))
+            return parts.images_follow or parts.has_image
     elif not parts.results:
         raise ConversionError(index, "tool message has no tool_call_id")
     elif parts.items:
         out.append({"role": "user", "content": parts.content()})
+    return parts.images_follow
 
 
-def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
-    """system, developer and user messages."""
+def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """system, developer and user messages; True when images of the results they hold
+    follow."""
     content = message.get("content")
     blocks = _content_blocks(index, content)
     wire_role = "user" if role == "developer" else role
     body: str | list[dict[str, Any]]
+    images_follow = False
     if blocks is None:
         body = content
         emit = True
@@ -470,8 +494,9 @@ def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str
         out.extend(parts.results)
         body = parts.content()
         emit = bool(parts.items) or not parts.results
+        images_follow = parts.images_follow
     if not emit:
-        return
+        return images_follow
     if role == "developer":
         body = _wrap_context(body)
     wire: dict[str, Any] = {"role": wire_role, "content": body}
@@ -479,6 +504,7 @@ def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str
     if role == "user" and isinstance(name, str) and name:
         wire["name"] = name
     out.append(wire)
+    return images_follow
 
 
 def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -491,22 +517,24 @@ def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     cannot be expressed (unknown role, tool result without an id, ...).
     """
     out: list[dict[str, Any]] = []
+    images_follow = False
     for index, message in enumerate(messages):
         if message is None:
             raise ConversionError(index, "message is None")
         fields = _fields(message)
         role = fields.get("role")
-        if role == "assistant":
-            _assistant(index, fields, out)
-        elif role in ("tool", "function"):
-            _tool(index, fields, out)
+        if role == "tool" or role == "function":
+            if _tool(index, role, fields, out):
+                images_follow = True
+        elif role == "assistant":
+            if _assistant(index, fields, out):
+                images_follow = True
         elif role in ("user", "system", "developer"):
-            _plain(index, role, fields, out)
+            if _plain(index, role, fields, out):
+                images_follow = True
         else:
             raise ConversionError(index, f"unknown role {role!r}")
-    if any(type(m) is _ImageFollowUp for m in out):
-        return _images_after_results(out)
-    return out
+    return _images_after_results(out) if images_follow else out
 
 
 def _images_after_results(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
