@@ -1,5 +1,8 @@
 """The ONE config parser: mount settings (+ environment) -> a frozen ProviderConfig.
 
+Every setting is declared once, as a ProviderConfig field: its default, parser, environment
+fallback, README text and setup-wizard prompt (CONFIG_KEYS lists them).
+
 Values arrive from YAML, `${VAR}` expansion, a CLI wizard (everything a string) or Python
 callers, so every key accepts its natural type *and* a string spelling of it. Anything
 invalid raises `amplifier_core.llm_errors.ConfigurationError` naming the key, the value
@@ -20,134 +23,26 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from amplifier_core.llm_errors import ConfigurationError
 from amplifier_core.message_models import Usage
+from amplifier_core.models import ConfigField
 
 logger = logging.getLogger(__name__)
 
+# Vocabulary the whole package shares.
 ENV_BASE_URL = "CHAT_COMPLETIONS_BASE_URL"
 ENV_API_KEY = "CHAT_COMPLETIONS_API_KEY"
-DEFAULT_NAME = "chat-completions"
+DEFAULT_NAME = "chat-completions"  # the mount name, and the provider id the host knows
+DEFAULT_MODEL = "default"  # what single-model servers answer to
 NO_API_KEY = "not-needed"  # local servers accept any key; the SDK insists on one
-
-
-class ConfigKey(NamedTuple):
-    """One documented setting: drives the README table, get_info and the wizard."""
-
-    name: str
-    default: Any
-    description: str
-    env: str | None = None
-
-
-CONFIG_KEYS: tuple[ConfigKey, ...] = (
-    ConfigKey("base_url", None, "Server URL ending in /v1 (required)", ENV_BASE_URL),
-    ConfigKey("api_key", NO_API_KEY, "API key sent as a Bearer token (secret)", ENV_API_KEY),
-    ConfigKey("default_model", "default", "Model id when the request names none (alias: model)"),
-    ConfigKey("max_tokens", 4096, "Default output token limit"),
-    ConfigKey("temperature", 0.7, "Default sampling temperature, 0..2"),
-    ConfigKey("timeout", 300.0, "Seconds to wait for data from the server"),
-    ConfigKey("max_retries", 3, "Retries for retryable failures (0 disables)"),
-    ConfigKey("min_retry_delay", 1.0, "First retry delay in seconds"),
-    ConfigKey("max_retry_delay", 30.0, "Upper bound for one retry delay in seconds"),
-    ConfigKey("use_streaming", True, "Stream responses (live tokens)"),
-    ConfigKey("top_p", None, "Nucleus sampling, 0..1 (unset: server default)"),
-    ConfigKey("stop", None, "Stop sequences: a list or a comma-separated string"),
-    ConfigKey("seed", None, "Sampling seed for reproducible output"),
-    ConfigKey("parallel_tool_calls", True, "Allow several tool calls in one response"),
-    ConfigKey("priority", 100, "Provider selection priority"),
-    ConfigKey(
-        "filtered", True, "list_models(): only the configured model when the server lists it"
-    ),
-    ConfigKey("raw", False, "Include redacted raw request/response payloads in events"),
-    ConfigKey("name", DEFAULT_NAME, "Name the provider mounts under"),
-    ConfigKey("headers", {}, "Extra HTTP headers (mapping or JSON string; alias: default_headers)"),
-    ConfigKey("extra_body", {}, "Fields merged into every request body (mapping or JSON)"),
-    ConfigKey("context_window", None, "Context window override in tokens (unset: discover)"),
-    ConfigKey("server", "auto", "Server profile name (auto: detect)"),
-    ConfigKey(
-        "think_tags",
-        True,
-        "Parse <think>...</think> and [thinking] in content into ThinkingBlocks",
-    ),
-    ConfigKey("max_connections", 100, "HTTP connection pool limit"),
-    ConfigKey("verify", True, "TLS verification: true, false or a CA bundle path"),
-    ConfigKey(
-        "pricing",
-        None,
-        "USD per million tokens {input, output, cached_input}: cost when the server gives none",
-    ),
-)
-
-# Other names accepted for a key: `model` (the kernel's word), `default_headers` (the key of
-# microsoft/amplifier-module-provider-chat-completions, which this module replaces).
-ALIASES: dict[str, str] = {"model": "default_model", "default_headers": "headers"}
-
-_KNOWN_KEYS: frozenset[str] = frozenset(k.name for k in CONFIG_KEYS) | frozenset(ALIASES)
-
-# Keys the host (amplifier-app-cli / foundation) puts into a module's config dict on its
-# own; they are not user typos, so they must not trigger the unknown-key warning.
-TOLERATED_HOST_KEYS: frozenset[str] = frozenset(
-    {"instance_id", "module", "source", "id", "config", "enabled", "provider", "type"}
-)
 
 _TRUE = frozenset({"true", "yes", "1", "on", "y"})
 _FALSE = frozenset({"false", "no", "0", "off", "n"})
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class ProviderConfig:
-    """Validated, normalized provider settings (see CONFIG_KEYS for meaning)."""
-
-    base_url: str
-    api_key: str = NO_API_KEY
-    default_model: str = "default"
-    max_tokens: int = 4096
-    temperature: float = 0.7
-    timeout: float = 300.0
-    max_retries: int = 3
-    min_retry_delay: float = 1.0
-    max_retry_delay: float = 30.0
-    use_streaming: bool = True
-    top_p: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    parallel_tool_calls: bool = True
-    priority: int = 100
-    filtered: bool = True
-    raw: bool = False
-    name: str = DEFAULT_NAME
-    headers: dict[str, str] = field(default_factory=dict)
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    context_window: int | None = None
-    server: str = "auto"
-    think_tags: bool = True
-    max_connections: int = 100
-    verify: bool | str = True
-    pricing: Pricing | None = None
-
-    @property
-    def has_api_key(self) -> bool:
-        return bool(self.api_key) and self.api_key != NO_API_KEY
-
-    def __repr__(self) -> str:
-        parts: list[str] = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "api_key":
-                shown = "'***'" if self.has_api_key else repr(value)
-            elif f.name == "headers":
-                # Header values are often credentials (Authorization, X-Api-Key): names only.
-                shown = repr({k: "***" for k in value})
-            else:
-                shown = repr(value)
-            parts.append(f"{f.name}={shown}")
-        return f"ProviderConfig({', '.join(parts)})"
-
 
 _MILLION = Decimal(1_000_000)
 
@@ -188,8 +83,10 @@ def _fail(key: str, value: object, expected: str, fix: str = "") -> Configuratio
     return ConfigurationError(msg)
 
 
-def _is_unset(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+def _is_unset(value: object, keeps_whitespace: bool = False) -> bool:
+    if isinstance(value, str):
+        return value == "" if keeps_whitespace else not value.strip()
+    return value is None
 
 
 def _to_bool(key: str, value: object) -> bool:
@@ -267,13 +164,26 @@ def _to_str(key: str, value: object) -> str:
 
 def _to_stop(key: str, value: object) -> list[str] | None:
     if isinstance(value, str):
-        # "a,b" from a wizard or env; a lone sequence stays whole.
-        items = [part.strip() for part in value.split(",")]
-        result = [item for item in items if item]
-        return result or None
+        return _stops_from_string(value)
     if isinstance(value, list | tuple) and all(isinstance(i, str) and i for i in value):
         return list(value) or None
     raise _fail(key, value, "a list of non-empty strings or a comma-separated string")
+
+
+def _stops_from_string(value: str) -> list[str] | None:
+    """A JSON list of strings, kept exactly (the string form for stops whose whitespace
+    matters, e.g. from an env variable); "a, b" from a wizard, split at the commas with
+    the spaces around them dropped; any other string is one sequence, kept exactly."""
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None  # "[/INST]" and the like are sequences, not lists
+        if isinstance(parsed, list) and parsed and all(isinstance(i, str) and i for i in parsed):
+            return parsed
+    if "," not in value:
+        return [value]
+    return [part.strip() for part in value.split(",") if part.strip()] or None
 
 
 def _to_mapping(key: str, value: object, hint: str) -> dict[str, Any]:
@@ -414,40 +324,248 @@ def _to_server(key: str, value: object) -> str:
     return _to_str(key, value).lower()
 
 
-def _opt_int_pos(key: str, value: object) -> int:
+def _positive_int(key: str, value: object) -> int:
     return _to_int(key, value, minimum=1)
 
 
-_Parser = Callable[[str, object], Any]
+Parser = Callable[[str, object], Any]
 
-_PARSERS: dict[str, _Parser] = {
-    "base_url": _to_base_url,
-    "api_key": _to_api_key,
-    "default_model": _to_str,
-    "max_tokens": _opt_int_pos,
-    "temperature": lambda k, v: _to_float(k, v, low=0.0, high=2.0),
-    "timeout": lambda k, v: _to_float(k, v, low=0.0, low_exclusive=True),
-    "max_retries": lambda k, v: _to_int(k, v, minimum=0),
-    "min_retry_delay": lambda k, v: _to_float(k, v, low=0.0),
-    "max_retry_delay": lambda k, v: _to_float(k, v, low=0.0),
-    "use_streaming": _to_bool,
-    "top_p": lambda k, v: _to_float(k, v, low=0.0, high=1.0),
-    "stop": _to_stop,
-    "seed": _to_int,
-    "parallel_tool_calls": _to_bool,
-    "priority": _to_int,
-    "filtered": _to_bool,
-    "raw": _to_bool,
-    "name": _to_str,
-    "headers": _to_headers,
-    "extra_body": _to_extra_body,
-    "context_window": _opt_int_pos,
-    "server": _to_server,
-    "think_tags": _to_bool,
-    "max_connections": _opt_int_pos,
-    "verify": _to_verify,
-    "pricing": _to_pricing,
-}
+
+# ---------------------------------------------------------------------------- settings
+
+
+class Prompt(NamedTuple):
+    """How the host's setup wizard asks for a setting (an amplifier_core ConfigField)."""
+
+    label: str
+    question: str
+    secret: bool = False
+    required: bool = False
+    suggestion: str | None = None
+    # The wizard saves the answer under the setting's env variable in keys.env, ONE
+    # variable for every instance of this module, and stores "${VAR}" in the config.
+    via_env: bool = False
+
+
+class Setting(NamedTuple):
+    """One provider setting, as its ProviderConfig field declares it."""
+
+    name: str
+    default: Any  # None: no default (base_url), or unset
+    description: str  # the README table's text
+    parse: Parser  # (key, raw value) -> value, or ConfigurationError
+    env: str | None = None  # the variable that fills it when config leaves it unset
+    keeps_whitespace: bool = False  # a blank string is a value, not "unset"
+    prompt: Prompt | None = None  # asked by the setup wizard (get_info().config_fields)
+    info_key: str | None = None  # reported in get_info().defaults under this key
+
+
+_SETTING = "setting"
+_REQUIRED: Any = object()
+
+
+def _setting(
+    default: Any,
+    description: str,
+    parse: Parser,
+    *,
+    env: str | None = None,
+    keeps_whitespace: bool = False,
+    prompt: Prompt | None = None,
+    info_key: str | None = None,
+) -> Any:
+    """A ProviderConfig field carrying its Setting (named after the field) as metadata."""
+    required = default is _REQUIRED
+    declared = Setting(
+        name="",  # the field's name, filled in by CONFIG_KEYS
+        default=None if required else default,
+        description=description,
+        parse=parse,
+        env=env,
+        keeps_whitespace=keeps_whitespace,
+        prompt=prompt,
+        info_key=info_key,
+    )
+    metadata = {_SETTING: declared}
+    if required:
+        return field(metadata=metadata)
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_delay = partial(_to_float, low=0.0)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ProviderConfig:
+    """Validated, normalized provider settings; each field declares its whole Setting."""
+
+    base_url: str = _setting(
+        _REQUIRED,
+        "Server URL ending in /v1 (required)",
+        _to_base_url,
+        env=ENV_BASE_URL,
+        # Asked without env_var: the wizard would store every instance's URL in that one
+        # variable, so adding a second instance would repoint the first.
+        prompt=Prompt(
+            "Server URL",
+            "Base URL of the OpenAI-compatible server (ends in /v1)",
+            required=True,
+            suggestion="http://localhost:8080/v1",
+        ),
+    )
+    api_key: str = _setting(
+        NO_API_KEY,
+        "API key sent as a Bearer token (secret)",
+        _to_api_key,
+        env=ENV_API_KEY,
+        # A secret is the one field the CLI renames per instance (CHAT_COMPLETIONS_2_...).
+        prompt=Prompt(
+            "API key",
+            "API key (leave blank for local servers that need none)",
+            secret=True,
+            via_env=True,
+        ),
+    )
+    default_model: str = _setting(
+        DEFAULT_MODEL,
+        "Model id when the request names none (alias: model)",
+        _to_str,
+        info_key="model",
+    )
+    max_tokens: int = _setting(
+        4096, "Default output token limit", _positive_int, info_key="max_tokens"
+    )
+    temperature: float = _setting(
+        0.7,
+        "Default sampling temperature, 0..2",
+        partial(_to_float, low=0.0, high=2.0),
+        info_key="temperature",
+    )
+    timeout: float = _setting(
+        300.0,
+        "Seconds to wait for data from the server",
+        partial(_to_float, low=0.0, low_exclusive=True),
+        info_key="timeout",
+    )
+    max_retries: int = _setting(
+        3,
+        "Retries for retryable failures (0 disables)",
+        partial(_to_int, minimum=0),
+        info_key="max_retries",
+    )
+    min_retry_delay: float = _setting(
+        1.0, "First retry delay in seconds (unset: at most max_retry_delay)", _delay
+    )
+    max_retry_delay: float = _setting(
+        30.0, "Upper bound for one retry delay in seconds (unset: at least min_retry_delay)", _delay
+    )
+    use_streaming: bool = _setting(
+        True, "Stream responses (live tokens)", _to_bool, info_key="use_streaming"
+    )
+    top_p: float | None = _setting(
+        None,
+        "Nucleus sampling, 0..1 (unset: server default)",
+        partial(_to_float, low=0.0, high=1.0),
+    )
+    stop: list[str] | None = _setting(
+        None,
+        "Stop sequences: a list, kept exactly (use one when whitespace matters); a string "
+        "is one sequence, or several separated by commas and trimmed",
+        _to_stop,
+        keeps_whitespace=True,
+    )
+    seed: int | None = _setting(None, "Sampling seed for reproducible output", _to_int)
+    parallel_tool_calls: bool = _setting(True, "Allow several tool calls in one response", _to_bool)
+    priority: int = _setting(100, "Provider selection priority", _to_int)
+    filtered: bool = _setting(
+        True, "list_models(): only the configured model when the server lists it", _to_bool
+    )
+    raw: bool = _setting(
+        False, "Include redacted raw request/response payloads in events", _to_bool
+    )
+    name: str = _setting(DEFAULT_NAME, "Name the provider mounts under", _to_str)
+    headers: dict[str, str] = _setting(
+        {}, "Extra HTTP headers (mapping or JSON string; alias: default_headers)", _to_headers
+    )
+    extra_body: dict[str, Any] = _setting(
+        {}, "Fields merged into every request body (mapping or JSON)", _to_extra_body
+    )
+    context_window: int | None = _setting(
+        None, "Context window override in tokens (unset: discover)", _positive_int
+    )
+    server: str = _setting("auto", "Server profile name (auto: detect)", _to_server)
+    think_tags: bool = _setting(
+        True, "Parse <think>...</think> and [thinking] in content into ThinkingBlocks", _to_bool
+    )
+    max_connections: int = _setting(100, "HTTP connection pool limit", _positive_int)
+    verify: bool | str = _setting(
+        True, "TLS verification: true, false or a CA bundle path", _to_verify
+    )
+    pricing: Pricing | None = _setting(
+        None,
+        "USD per million tokens {input, output, cached_input}: cost when the server gives none",
+        _to_pricing,
+    )
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key) and self.api_key != NO_API_KEY
+
+    def __repr__(self) -> str:
+        parts: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_key":
+                shown = "'***'" if self.has_api_key else repr(value)
+            elif f.name == "headers":
+                # Header values are often credentials (Authorization, X-Api-Key): names only.
+                shown = repr({k: "***" for k in value})
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"ProviderConfig({', '.join(parts)})"
+
+
+CONFIG_KEYS: tuple[Setting, ...] = tuple(
+    f.metadata[_SETTING]._replace(name=f.name) for f in fields(ProviderConfig)
+)
+_DEFAULTS: dict[str, Any] = {key.name: key.default for key in CONFIG_KEYS}
+
+# Other names accepted for a key: `model` (the kernel's word), `default_headers` (the key of
+# microsoft/amplifier-module-provider-chat-completions, which this module replaces).
+ALIASES: dict[str, str] = {"model": "default_model", "default_headers": "headers"}
+
+_KNOWN_KEYS: frozenset[str] = frozenset(k.name for k in CONFIG_KEYS) | frozenset(ALIASES)
+
+# Keys the host (amplifier-app-cli / foundation) puts into a module's config dict on its
+# own; they are not user typos, so they must not trigger the unknown-key warning.
+TOLERATED_HOST_KEYS: frozenset[str] = frozenset(
+    {"instance_id", "module", "source", "id", "config", "enabled", "provider", "type"}
+)
+
+
+def wizard_fields() -> list[ConfigField]:
+    """The settings the host's setup wizard asks for, as get_info() reports them."""
+    return [
+        ConfigField(
+            id=key.name,
+            display_name=key.prompt.label,
+            field_type="secret" if key.prompt.secret else "text",
+            prompt=key.prompt.question,
+            env_var=key.env if key.prompt.via_env else None,
+            required=key.prompt.required,
+            default=key.prompt.suggestion,
+        )
+        for key in CONFIG_KEYS
+        if key.prompt is not None
+    ]
+
+
+def info_defaults(cfg: ProviderConfig) -> dict[str, Any]:
+    """The configured values get_info().defaults reports, under the host's key names."""
+    return {key.info_key: getattr(cfg, key.name) for key in CONFIG_KEYS if key.info_key}
 
 
 # ---------------------------------------------------------------------------- public API
@@ -502,6 +620,26 @@ def parse_config(
 def _parse(
     config: Mapping[str, Any] | None, env: Mapping[str, str], require_base_url: bool
 ) -> ProviderConfig:
+    raw = _with_aliases_resolved(config)
+    values: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        value = raw.get(key.name)
+        if key.env and _is_unset(value, key.keeps_whitespace):
+            value = env.get(key.env)
+        if not _is_unset(value, key.keeps_whitespace):
+            values[key.name] = key.parse(key.name, value)
+    if "base_url" not in values and not require_base_url:
+        values["base_url"] = ""
+    elif "base_url" not in values:
+        raise ConfigurationError(
+            "provider config base_url is not set: set base_url in the provider config or the "
+            f"{ENV_BASE_URL} environment variable (e.g. http://localhost:8080/v1)"
+        )
+    _order_retry_delays(values)
+    return ProviderConfig(**values)
+
+
+def _with_aliases_resolved(config: Mapping[str, Any] | None) -> dict[str, Any]:
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
@@ -510,40 +648,28 @@ def _parse(
         )
     raw = dict(config)
     _warn_unknown(raw)
-
     for alias, name in ALIASES.items():
         value = raw.pop(alias, None)
         if _is_unset(raw.get(name)) and not _is_unset(value):
             raw[name] = value
         elif not _is_unset(value) and value != raw.get(name):
             logger.debug("both %s and %s set; using %s", alias, name, name)
+    return raw
 
-    env_fallback = {k.name: k.env for k in CONFIG_KEYS if k.env}
-    values: dict[str, Any] = {}
-    for spec in CONFIG_KEYS:
-        value = raw.get(spec.name)
-        if _is_unset(value) and spec.name in env_fallback:
-            value = env.get(env_fallback[spec.name] or "")
-        if _is_unset(value):
-            continue  # dataclass default
-        values[spec.name] = _PARSERS[spec.name](spec.name, value)
 
-    if "base_url" not in values and not require_base_url:
-        values["base_url"] = ""
-    elif "base_url" not in values:
-        raise ConfigurationError(
-            "provider config base_url is not set: set base_url in the provider config or the "
-            f"{ENV_BASE_URL} environment variable (e.g. http://localhost:8080/v1)"
-        )
-    low = values.get("min_retry_delay", 1.0)
-    high = values.get("max_retry_delay", 30.0)
-    if low > high:
+def _order_retry_delays(values: dict[str, Any]) -> None:
+    """min_retry_delay <= max_retry_delay; a default gives way to the one the user set."""
+    low, high = values.get("min_retry_delay"), values.get("max_retry_delay")
+    if low is None and high is not None:
+        values["min_retry_delay"] = min(_DEFAULTS["min_retry_delay"], high)
+    elif high is None and low is not None:
+        values["max_retry_delay"] = max(_DEFAULTS["max_retry_delay"], low)
+    elif low is not None and high is not None and low > high:
         raise ConfigurationError(
             f"invalid provider config min_retry_delay={low:g} > max_retry_delay={high:g}: "
             "expected min_retry_delay <= max_retry_delay; lower min_retry_delay or raise "
             "max_retry_delay"
         )
-    return ProviderConfig(**values)
 
 
 def _warn_unknown(raw: Mapping[Any, Any]) -> None:

@@ -26,11 +26,18 @@ from amplifier_core.llm_errors import (
     StreamError,
 )
 from amplifier_core.message_models import ChatRequest, ChatResponse, ToolCall
-from amplifier_core.models import ConfigField, ModelInfo, ProviderInfo
+from amplifier_core.models import ModelInfo, ProviderInfo
 from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
 
 from . import events as ev
-from .config import ProviderConfig, parse_config
+from .config import (
+    DEFAULT_NAME,
+    ENV_API_KEY,
+    ProviderConfig,
+    info_defaults,
+    parse_config,
+    wizard_fields,
+)
 from .errors import (
     describe_body,
     error_from_exception,
@@ -55,7 +62,6 @@ from .transport import Transport, insecure_key_host
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_NAME = "chat-completions"
 # What amplifier-app-cli passes as base_url when its settings hold none.
 CLI_NO_BASE_URL = "http://placeholder"
 DISPLAY_NAME = "OpenAI-Compatible"
@@ -192,14 +198,7 @@ class ChatCompletionsProvider:
         """Provider metadata for the host and its setup wizard; makes no network call."""
         cfg = self.config
         display = DISPLAY_NAME if cfg.name == DEFAULT_NAME else f"{DISPLAY_NAME} ({cfg.name})"
-        defaults: dict[str, Any] = {
-            "model": cfg.default_model,
-            "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature,
-            "timeout": cfg.timeout,
-            "max_retries": cfg.max_retries,
-            "use_streaming": cfg.use_streaming,
-        }
+        defaults = info_defaults(cfg)
         known = self.get_model_info()
         if known is not None:
             # context-simple falls back to these when get_model_info() gives nothing.
@@ -208,30 +207,10 @@ class ChatCompletionsProvider:
         return ProviderInfo(
             id=DEFAULT_NAME,
             display_name=display,
-            credential_env_vars=["CHAT_COMPLETIONS_API_KEY"],
+            credential_env_vars=[ENV_API_KEY],
             capabilities=["streaming", "tools", "json_mode"],
             defaults=defaults,
-            config_fields=[
-                # No env_var: the wizard would store every instance's URL in that one
-                # variable, so a second instance would repoint the first. mount() still
-                # reads CHAT_COMPLETIONS_BASE_URL when config has no base_url.
-                ConfigField(
-                    id="base_url",
-                    display_name="Server URL",
-                    field_type="text",
-                    prompt="Base URL of the OpenAI-compatible server (ends in /v1)",
-                    required=True,
-                    default="http://localhost:8080/v1",
-                ),
-                ConfigField(
-                    id="api_key",
-                    display_name="API key",
-                    field_type="secret",
-                    prompt="API key (leave blank for local servers that need none)",
-                    env_var="CHAT_COMPLETIONS_API_KEY",
-                    required=False,
-                ),
-            ],
+            config_fields=wizard_fields(),
         )
 
     # -- lifecycle --------------------------------------------------------------------

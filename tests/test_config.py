@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 from amplifier_core.llm_errors import ConfigurationError
 
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider
+from amplifier_module_provider_chat_completions import config as config_module
 from amplifier_module_provider_chat_completions.config import (
     CONFIG_KEYS,
+    DEFAULT_NAME,
     ENV_API_KEY,
     ENV_BASE_URL,
     ProviderConfig,
@@ -137,6 +143,28 @@ def test_bool_spellings(text: object, expected: bool) -> None:
 )
 def test_stop_forms(value: object, expected: list[str] | None) -> None:
     assert parse(stop=value).stop == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["\n\n", " END"], ["\n\n", " END"]),
+        ("\n\n", ["\n\n"]),  # YAML "\n\n", or ${VAR} holding it
+        (" END", [" END"]),  # one sequence: kept exactly
+        ("a, b", ["a", "b"]),  # comma-separated: spaces around the commas are layout
+        ('["\\n\\n", " END"]', ["\n\n", " END"]),  # a JSON list: the string form that keeps them
+        ("[/INST]", ["[/INST]"]),  # looks like a list, is not one
+    ],
+)
+def test_stop_sequences_keep_their_whitespace(value: object, expected: list[str]) -> None:
+    assert parse(stop=value).stop == expected
+
+
+def test_a_lone_retry_delay_moves_the_other_default() -> None:
+    cfg = parse(max_retry_delay=0.5)
+    assert (cfg.min_retry_delay, cfg.max_retry_delay) == (0.5, 0.5)
+    cfg = parse(min_retry_delay="60")
+    assert (cfg.min_retry_delay, cfg.max_retry_delay) == (60.0, 60.0)
 
 
 def test_native_types_accepted() -> None:
@@ -377,3 +405,78 @@ class _Exploding:
 def test_any_garbage_is_configuration_error(config: Any) -> None:
     with pytest.raises(ConfigurationError):
         parse_config(config, env={})
+
+
+# ---------------------------------------------------------------------------
+# one declaration per setting
+
+
+def test_dataclass_parser_and_env_come_from_one_declaration() -> None:
+    by_name = {k.name: k for k in CONFIG_KEYS}
+    assert [f.name for f in dataclasses.fields(ProviderConfig)] == list(by_name)
+    assert by_name["base_url"].env == ENV_BASE_URL and by_name["api_key"].env == ENV_API_KEY
+    assert by_name["max_tokens"].parse("max_tokens", "12") == 12
+    with pytest.raises(ConfigurationError, match="max_tokens"):
+        by_name["max_tokens"].parse("max_tokens", "0")
+
+
+def test_get_info_is_drawn_from_the_declarations() -> None:
+    provider = ChatCompletionsProvider(
+        config={
+            "base_url": URL,
+            "default_model": "qwen",
+            "max_tokens": 77,
+            "temperature": 0.1,
+            "timeout": 9,
+            "max_retries": 0,
+            "use_streaming": False,
+            "name": "box",
+        }
+    )
+    info = provider.get_info()
+    assert info.id == DEFAULT_NAME and info.display_name == "OpenAI-Compatible (box)"
+    assert info.defaults == {
+        "model": "qwen",
+        "max_tokens": 77,
+        "temperature": 0.1,
+        "timeout": 9.0,
+        "max_retries": 0,
+        "use_streaming": False,
+    }
+    asked = [k for k in CONFIG_KEYS if k.prompt is not None]
+    fields = {f.id: f for f in info.config_fields}
+    assert list(fields) == [k.name for k in asked] == ["base_url", "api_key"]
+    base_url, api_key = fields["base_url"], fields["api_key"]
+    # No env_var on base_url: the CLI wizard would store every instance's URL in it.
+    assert (base_url.env_var, base_url.required) == (None, True)
+    assert base_url.default == "http://localhost:8080/v1" and base_url.field_type == "text"
+    assert (api_key.env_var, api_key.required, api_key.field_type) == (ENV_API_KEY, False, "secret")
+    assert info.credential_env_vars == [ENV_API_KEY]
+    assert set(info.capabilities) == {"streaming", "tools", "json_mode"}
+
+
+# Vocabulary every module shares: defined once, in config.py, and imported everywhere else.
+VOCABULARY = (
+    "chat-completions",
+    "not-needed",
+    "CHAT_COMPLETIONS_BASE_URL",
+    "CHAT_COMPLETIONS_API_KEY",
+)
+PACKAGE = Path(config_module.__file__).parent
+# Modules outside this change that still spell a word out.
+SPELLED_ELSEWHERE = {"errors.py", "events.py", "transport.py", "cli/main.py"}
+
+
+def _string_constants(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and type(n.value) is str}
+
+
+@pytest.mark.parametrize("word", VOCABULARY)
+def test_shared_vocabulary_is_defined_once(word: str) -> None:
+    spelled = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if word in _string_constants(path)
+    }
+    assert spelled - SPELLED_ELSEWHERE == {"config.py"}

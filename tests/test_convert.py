@@ -297,6 +297,21 @@ def test_assistant_extra_tool_calls_openai_and_toolcall_shapes() -> None:
     ]
 
 
+def test_extra_tool_calls_sharing_one_id_are_all_kept() -> None:
+    # LocalAI gives every call of a response the same id; the orchestrators store them as
+    # extra tool_calls.
+    message = Message(
+        role="assistant",
+        content="",
+        tool_calls=[
+            {"id": "call_0", "tool": "f", "arguments": {"a": 1}},
+            {"id": "call_0", "tool": "g", "arguments": {"b": 2}},
+        ],
+    )
+    calls = messages_to_wire([message])[0]["tool_calls"]
+    assert [(c["id"], c["function"]["name"]) for c in calls] == [("call_0", "f"), ("call_0", "g")]
+
+
 def test_extra_tool_calls_do_not_duplicate_blocks() -> None:
     message = Message(
         role="assistant",
@@ -422,6 +437,167 @@ def test_anthropic_style_results_in_user_message_become_tool_messages_then_user_
         {"role": "user", "content": "also this"},
         {"role": "tool", "tool_call_id": "c3", "content": "only"},
     ]
+
+
+# ---------------------------------------------------------------------------
+# legacy functions API
+
+
+def test_legacy_function_call_and_function_result_pair_up() -> None:
+    messages = [
+        user("weather?"),
+        Message(
+            role="assistant",
+            content="",
+            function_call={"name": "get_weather", "arguments": '{"city":"Paris"}'},
+        ),
+        Message(role="function", name="get_weather", content='{"temp": 20}'),
+        Message(role="assistant", content="20 degrees"),
+    ]
+    wire = messages_to_wire(messages)
+    call_id = wire[1]["tool_calls"][0]["id"]
+    assert isinstance(call_id, str) and call_id
+    assert wire == [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": '{"temp": 20}'},
+        {"role": "assistant", "content": "20 degrees"},
+    ]
+    assert messages_to_wire(messages) == wire  # same id every time: prompt caches hold
+
+
+def test_function_results_without_ids_answer_the_open_calls_by_name() -> None:
+    messages = [
+        Message(
+            role="assistant",
+            content=[
+                ToolCallBlock(id="c1", name="f", input={}),
+                ToolCallBlock(id="c2", name="g", input={}),
+            ],
+        ),
+        Message(role="function", name="g", content="from g"),
+        Message(role="function", name="f", content="from f"),
+    ]
+    assert messages_to_wire(messages)[1:] == [
+        {"role": "tool", "tool_call_id": "c2", "content": "from g"},
+        {"role": "tool", "tool_call_id": "c1", "content": "from f"},
+    ]
+
+
+def test_function_result_answering_no_call_is_sent_as_user_text() -> None:
+    messages = [user("q"), Message(role="function", name="lookup", content="42")]
+    assert messages_to_wire(messages) == [
+        {"role": "user", "content": "q"},
+        {"role": "user", "content": "Result of function lookup:\n42"},
+    ]
+
+
+# ---------------------------------------------------------------------------
+# images in tool results
+
+PNG = {"type": "base64", "media_type": "image/png", "data": "QUJD"}
+PNG_URL = "data:image/png;base64,QUJD"
+NOTE = "(image: in the next message)"
+TWO_CALLS = Message(
+    role="assistant",
+    content=[
+        ToolCallBlock(id="c1", name="screenshot", input={}),
+        ToolCallBlock(id="c2", name="f", input={}),
+    ],
+)
+
+
+def image_follow_up(*calls: tuple[str, int]) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    for call_id, count in calls:
+        parts.append({"type": "text", "text": f"Image returned by tool call {call_id}:"})
+        parts.extend([{"type": "image_url", "image_url": {"url": PNG_URL}}] * count)
+    return {"role": "user", "content": parts}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        ImageBlock(source=PNG),
+        {"type": "image", "source": PNG},
+        [ImageBlock(source=PNG)],
+    ],
+)
+def test_image_output_of_a_tool_result_follows_the_results(output: Any) -> None:
+    messages = [
+        TWO_CALLS,
+        Message(role="tool", content=[ToolResultBlock(tool_call_id="c1", output=output)]),
+        Message(role="tool", content="done", tool_call_id="c2"),
+        user("next"),
+    ]
+    assert messages_to_wire(messages)[1:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": "(image: in the next message)"},
+        {"role": "tool", "tool_call_id": "c2", "content": "done"},
+        image_follow_up(("c1", 1)),
+        {"role": "user", "content": "next"},
+    ]
+
+
+def test_text_and_images_of_a_tool_message_are_both_sent() -> None:
+    messages = [
+        TWO_CALLS,
+        Message(
+            role="tool",
+            tool_call_id="c1",
+            content=[TextBlock(text="two shots"), ImageBlock(source=PNG), ImageBlock(source=PNG)],
+        ),
+        Message(
+            role="tool",
+            content=[
+                ToolResultBlock(
+                    tool_call_id="c2", output=[TextBlock(text="one"), ImageBlock(source=PNG)]
+                )
+            ],
+        ),
+    ]
+    assert messages_to_wire(messages)[1:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": f"two shots\n{NOTE}"},
+        {"role": "tool", "tool_call_id": "c2", "content": f"one\n{NOTE}"},
+        image_follow_up(("c1", 2), ("c2", 1)),
+    ]
+
+
+def test_tool_image_in_an_anthropic_style_user_message_precedes_its_text() -> None:
+    messages = [
+        TWO_CALLS,
+        Message(
+            role="user",
+            content=[
+                ToolResultBlock(tool_call_id="c1", output=ImageBlock(source=PNG)),
+                ToolResultBlock(tool_call_id="c2", output="ok"),
+                TextBlock(text="what do you see?"),
+            ],
+        ),
+    ]
+    assert messages_to_wire(messages)[1:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": "(image: in the next message)"},
+        {"role": "tool", "tool_call_id": "c2", "content": "ok"},
+        image_follow_up(("c1", 1)),
+        {"role": "user", "content": "what do you see?"},
+    ]
+
+
+def test_tool_output_blocks_without_an_image_stay_json() -> None:
+    output = [TextBlock(text="t"), {"type": "image", "source": {"type": "weird"}}]
+    wire = messages_to_wire(
+        [Message(role="tool", content=[ToolResultBlock(tool_call_id="c", output=output)])]
+    )
+    assert wire == [{"role": "tool", "tool_call_id": "c", "content": serialize_tool_output(output)}]
 
 
 def test_unknown_role_is_conversion_error() -> None:
@@ -611,6 +787,10 @@ def test_tool_description_and_parameters_always_sent() -> None:
         ),
         (
             {"type": "tool", "name": "get_weather"},
+            {"type": "function", "function": {"name": "get_weather"}},
+        ),
+        (
+            {"type": "function", "name": "get_weather"},
             {"type": "function", "function": {"name": "get_weather"}},
         ),
         ({"custom": 1}, {"custom": 1}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Iterator
@@ -106,6 +107,31 @@ async def test_doctor_against_every_replica(start, key: str):
     assert got["JSON mode"] == got["JSON schema"] == json_status
     assert (got["reasoning field"] == "ok") is (d.reasoning != "none")
     assert "Traceback" not in render(report)
+
+
+def two_models(key: str) -> Dialect:
+    """The dialect listing two models, each with its own window."""
+    listed = [
+        {"id": "first/model", "object": "model", "max_model_len": 16384},
+        {"id": "second/model", "object": "model", "max_model_len": 8192},
+    ]
+    return dataclasses.replace(DIALECTS[key], models_body={"object": "list", "data": listed})
+
+
+async def test_without_a_model_the_first_listed_model_is_probed(start):
+    server = start(two_models("vllm"))
+    report = await run_doctor(server.base_url, timeout=10)
+    assert report.chat_works
+    assert {r.body["model"] for r in server.chat_requests} == {"first/model"}
+    assert (report.model, report.context_window) == ("first/model", 16384)
+    assert [m["id"] for m in report.models] == ["first/model", "second/model"]
+
+
+async def test_a_given_model_is_probed(start):
+    server = start(two_models("vllm"))
+    report = await run_doctor(server.base_url, model="second/model", timeout=10)
+    assert {r.body["model"] for r in server.chat_requests} == {"second/model"}
+    assert (report.model, report.context_window) == ("second/model", 8192)
 
 
 async def test_vllm_without_tool_parser_names_the_flags(start):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
+import respx
+from amplifier_core.message_models import ChatRequest, Message
+from wire_helpers import completion
+
+from amplifier_module_provider_chat_completions import ChatCompletionsProvider
 from amplifier_module_provider_chat_completions.request.tool_sequence import (
     MISSING_RESULT_TEXT,
     repair_tool_sequence,
@@ -19,6 +25,17 @@ def asst(*ids: str, content: str = "") -> dict[str, Any]:
             {"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}} for i in ids
         ]
     return message
+
+
+def named_asst(*calls: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": i, "type": "function", "function": {"name": n, "arguments": "{}"}}
+            for i, n in calls
+        ],
+    }
 
 
 def tool(call_id: str, content: str = "ok") -> dict[str, Any]:
@@ -116,13 +133,87 @@ def test_tool_message_without_id_is_dropped() -> None:
     assert repair_tool_sequence(history) == ([asst("a"), tool("a")], [], [""])
 
 
-def test_repeated_call_id_within_one_turn_needs_one_result() -> None:
-    # LocalAI gives every call in a response the same id.
-    history = [asst("same", "same"), tool("same")]
-    assert repair_tool_sequence(history) == (history, [], [])
-    messages, repaired, _ = repair_tool_sequence([asst("same", "same")])
-    assert messages == [asst("same", "same"), synthetic("same")]
-    assert repaired == ["same"]
+def test_duplicated_call_id_within_one_turn_keeps_every_result() -> None:
+    # LocalAI gives every call in a response the same id: on the wire the duplicates get
+    # distinct ids, paired with the results in order, so no result is lost.
+    history = [
+        user("q"),
+        named_asst(("call_0", "f"), ("call_0", "g")),
+        tool("call_0", "from f"),
+        tool("call_0", "from g"),
+        user("next"),
+    ]
+    snapshot = copy.deepcopy(history)
+    messages, repaired, dropped = repair_tool_sequence(history)
+    assert (repaired, dropped) == ([], [])
+    ids = [call["id"] for call in messages[1]["tool_calls"]]
+    assert ids[0] == "call_0" and ids[1] != "call_0"
+    assert [c["function"]["name"] for c in messages[1]["tool_calls"]] == ["f", "g"]
+    assert messages[2:] == [
+        tool(ids[0], "from f"),
+        tool(ids[1], "from g"),
+        user("next"),
+    ]
+    assert history == snapshot  # the stored conversation is never touched
+    assert repair_tool_sequence(history) == (messages, [], [])  # same ids every time
+
+
+def test_duplicated_call_ids_never_collide_with_other_ids_of_the_turn() -> None:
+    history = [asst("a", "a_2", "a", "a"), tool("a"), tool("a_2"), tool("a"), tool("a")]
+    messages, repaired, dropped = repair_tool_sequence(history)
+    ids = [call["id"] for call in messages[0]["tool_calls"]]
+    assert len(set(ids)) == 4 and ids[:2] == ["a", "a_2"]
+    assert [m["tool_call_id"] for m in messages[1:]] == ids
+    assert (repaired, dropped) == ([], [])
+
+
+def test_duplicated_call_id_with_one_result_gets_a_synthetic_for_the_other() -> None:
+    messages, repaired, dropped = repair_tool_sequence([asst("same", "same"), tool("same")])
+    second = messages[0]["tool_calls"][1]["id"]
+    assert second != "same"
+    assert messages[1:] == [tool("same"), synthetic(second)]
+    assert (repaired, dropped) == ([second], [])
+    # a third result for two calls answers nothing
+    _, _, dropped = repair_tool_sequence([asst("x", "x"), tool("x"), tool("x"), tool("x")])
+    assert dropped == ["x"]
+
+
+@respx.mock
+async def test_localai_duplicated_ids_reach_the_server_with_both_results(coordinator: Any) -> None:
+    base = "http://localai.test/v1"
+    respx.get(f"{base}/models").respond(404)
+    route = respx.post(f"{base}/chat/completions").respond(json=completion("done"))
+    calls = [
+        {"type": "tool_call", "id": "call_0", "name": "get_weather", "input": {"city": c}}
+        for c in ("Paris", "Rome")
+    ]
+    # Stored as the orchestrators store a tool turn: blocks plus tool_calls entries.
+    entries = [{"id": "call_0", "tool": "get_weather", "arguments": b["input"]} for b in calls]
+    history = [
+        Message(role="user", content="Weather in Paris and Rome?"),
+        Message(role="assistant", content=calls, tool_calls=entries),
+        Message(role="tool", tool_call_id="call_0", content="Paris: sunny"),
+        Message(role="tool", tool_call_id="call_0", content="Rome: rain"),
+    ]
+    stored = [m.model_dump() for m in history]
+    provider = ChatCompletionsProvider(
+        config={"base_url": base, "use_streaming": False}, coordinator=coordinator
+    )
+    await provider.complete(ChatRequest(messages=history))
+    await provider.close()
+
+    sent = json.loads(route.calls.last.request.content)["messages"]
+    wire_calls = sent[1]["tool_calls"]
+    cities = [json.loads(c["function"]["arguments"])["city"] for c in wire_calls]
+    assert cities == ["Paris", "Rome"]
+    ids = [c["id"] for c in wire_calls]
+    assert len(set(ids)) == 2
+    assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in sent[2:]] == [
+        ("tool", ids[0], "Paris: sunny"),
+        ("tool", ids[1], "Rome: rain"),
+    ]
+    assert [m.model_dump() for m in history] == stored
+    assert not coordinator.hooks.named("provider:tool_sequence_repaired")
 
 
 def test_same_id_reused_in_a_later_turn_is_accepted() -> None:

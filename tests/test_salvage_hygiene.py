@@ -13,6 +13,7 @@ from amplifier_module_provider_chat_completions.request.templates import (
     is_alternation_error,
     rewrite_tool_ids_for_mistral,
 )
+from amplifier_module_provider_chat_completions.request.tool_sequence import repair_tool_sequence
 
 
 def sys(text: str) -> dict[str, Any]:
@@ -167,3 +168,23 @@ def test_rewritten_id_never_collides_with_a_kept_one(monkeypatch: pytest.MonkeyP
     assert ids[0] == "abcDEF123"
     assert ids[1] != "abcDEF123"
     assert back == {ids[1]: "call_1"}
+
+
+def test_repeated_call_ids_stay_distinct_and_paired_for_mistral() -> None:
+    # LocalAI-style ids repeated in one turn, then Mistral's 9-character rule on top.
+    history = [
+        user("q"),
+        asst("", [call("call_0", "a"), call("call_0", "b")]),
+        tool("call_0", "from a"),
+        tool("call_0", "from b"),
+    ]
+    repaired, _, dropped = repair_tool_sequence(history)
+    assert dropped == []
+    rewritten, mapping = rewrite_tool_ids_for_mistral(repaired)
+    ids = [c["id"] for c in rewritten[1]["tool_calls"]]
+    assert len(set(ids)) == 2 and all(re.fullmatch(r"[A-Za-z0-9]{9}", i) for i in ids)
+    assert [(m["tool_call_id"], m["content"]) for m in rewritten[2:]] == [
+        (ids[0], "from a"),
+        (ids[1], "from b"),
+    ]
+    assert mapping[ids[0]] == "call_0"

@@ -37,6 +37,7 @@ from amplifier_core.message_models import (
 
 from ..provider import ChatCompletionsProvider
 from ..server import detect
+from ..server.profiles import ServerProfile
 
 __all__ = ["Check", "Report", "render", "run_doctor"]
 
@@ -180,7 +181,8 @@ async def run_doctor(
     timeout: float = 60.0,
     max_tokens: int = 256,
 ) -> Report:
-    """Probe `base_url` and return the report (never raises for server problems)."""
+    """Probe `base_url` with `model` (default: the server's first listed model) and return
+    the report (never raises for server problems)."""
     report = Report(base_url=base_url)
     config: dict[str, Any] = {
         "base_url": base_url,
@@ -188,6 +190,7 @@ async def run_doctor(
         "timeout": timeout,
         "max_tokens": max_tokens,
         "temperature": 0.0,
+        "filtered": False,  # the report lists every model the server has
     }
     if api_key:
         config["api_key"] = api_key
@@ -206,7 +209,7 @@ async def run_doctor(
     provider_logger.setLevel(logging.INFO)
     provider_logger.propagate = False  # the report shows them; no stray log lines
     try:
-        await _probe(provider, hooks, report, timeout)
+        await _probe(provider, hooks, report, timeout, model)
     finally:
         provider_logger.removeHandler(notes)
         provider_logger.setLevel(previous_level)
@@ -216,77 +219,38 @@ async def run_doctor(
     return report
 
 
-async def _probe(
-    provider: ChatCompletionsProvider, hooks: _Hooks, report: Report, timeout: float
-) -> None:
-    profile = await provider.server_profile()
-    report.server, report.server_title = profile.key, profile.title
+Call = Callable[[ChatRequest], Awaitable[ChatResponse]]
+
+
+def _caller(provider: ChatCompletionsProvider, timeout: float, model: str | None) -> Call:
+    """complete() for `model` (when known), bounded in time."""
 
     async def call(request: ChatRequest) -> ChatResponse:
+        if model and not request.model:
+            request = request.model_copy(update={"model": model})
         async with asyncio.timeout(timeout + 5):
             return await provider.complete(request)
 
-    # 1. plain chat: everything else depends on it.
-    try:
-        response = await call(_ask("Reply with the single word: hello", metadata=_no_stream()))
-    except _FATAL as err:
-        report.error = _one_line(err)
-        return
-    except LLMError as err:
-        report.checks.append(Check("plain chat", "fail", _one_line(err)))
-        return
-    text = _text(response)
-    report.checks.append(
-        Check(
-            "plain chat",
-            "ok" if text.strip() or response.tool_calls else "warn",
-            f"reply {text.strip()[:60]!r}" if text.strip() else "empty reply",
-        )
-    )
+    return call
+
+
+async def _probe(
+    provider: ChatCompletionsProvider,
+    hooks: _Hooks,
+    report: Report,
+    timeout: float,
+    model: str | None,
+) -> None:
+    await _profile(provider, report)
+    await _list_models(provider, report)
+    model = model or (report.models[0]["id"] if report.models else None)
+    call = _caller(provider, timeout, model)
+    if not await _plain_chat_check(call, report):
+        return  # everything else depends on it
     # The profile may be settled only now (detection retries once after a failure).
-    profile = await provider.server_profile()
-    report.server, report.server_title = profile.key, profile.title
-    await _identity(provider, report, profile)
-
-    # 2-3. streaming and usage in the stream
-    hooks.deltas = 0
-    try:
-        streamed = await call(_ask("Count from 1 to 5, separated by spaces."))
-    except LLMError as err:
-        report.checks.append(
-            Check(
-                "streaming",
-                "fail",
-                _one_line(err),
-                "set use_streaming: false in the provider config",
-            )
-        )
-    else:
-        if hooks.deltas > 1:
-            report.checks.append(Check("streaming", "ok", f"{hooks.deltas} live deltas"))
-        else:
-            report.checks.append(
-                Check("streaming", "warn", f"{hooks.deltas} live delta(s): the reply came whole")
-            )
-        usage = streamed.usage
-        if usage is not None and (usage.output_tokens or usage.input_tokens):
-            report.checks.append(
-                Check(
-                    "streamed usage",
-                    "ok",
-                    f"input {usage.input_tokens}, output {usage.output_tokens} tokens",
-                )
-            )
-        else:
-            report.checks.append(
-                Check(
-                    "streamed usage",
-                    "warn",
-                    "no token counts in the stream",
-                    "token counts need use_streaming: false on this server",
-                )
-            )
-
+    profile = await _profile(provider, report)
+    await _identity(provider, report, profile, model)
+    await _streaming_check(call, hooks, report)
     tools_fix = profile.tools_hint or "use a model and chat template that support tool calling"
     await _tool_check(call, report, "tool calls", {"stream": False}, tools_fix)
     await _tool_check(call, report, "tool calls (streamed)", None, tools_fix)
@@ -296,14 +260,69 @@ async def _probe(
     await _reasoning_check(call, report, profile.reasoning_hint)
 
 
-async def _identity(provider: ChatCompletionsProvider, report: Report, profile: Any) -> None:
+async def _profile(provider: ChatCompletionsProvider, report: Report) -> ServerProfile:
+    profile = await provider.server_profile()
+    report.server, report.server_title = profile.key, profile.title
+    return profile
+
+
+async def _list_models(provider: ChatCompletionsProvider, report: Report) -> None:
     try:
         models = await provider.list_models()
     except LLMError:
-        models = []
+        models = []  # the plain chat check says why the server cannot be used
     report.models = [{"id": m.id, "context_window": m.context_window or None} for m in models]
+
+
+async def _plain_chat_check(call: Call, report: Report) -> bool:
+    """Whether the server answers at all; on failure the report says why."""
     try:
-        info = await provider.fetch_model_info()
+        response = await call(_ask("Reply with the single word: hello", metadata=_no_stream()))
+    except _FATAL as err:
+        report.error = _one_line(err)
+        return False
+    except LLMError as err:
+        report.checks.append(Check("plain chat", "fail", _one_line(err)))
+        return False
+    text = _text(response).strip()
+    report.checks.append(
+        Check(
+            "plain chat",
+            "ok" if text or response.tool_calls else "warn",
+            f"reply {text[:60]!r}" if text else "empty reply",
+        )
+    )
+    return True
+
+
+async def _streaming_check(call: Call, hooks: _Hooks, report: Report) -> None:
+    """Streaming, and usage in the stream."""
+    hooks.deltas = 0
+    try:
+        streamed = await call(_ask("Count from 1 to 5, separated by spaces."))
+    except LLMError as err:
+        fix = "set use_streaming: false in the provider config"
+        report.checks.append(Check("streaming", "fail", _one_line(err), fix))
+        return
+    if hooks.deltas > 1:
+        report.checks.append(Check("streaming", "ok", f"{hooks.deltas} live deltas"))
+    else:
+        detail = f"{hooks.deltas} live delta(s): the reply came whole"
+        report.checks.append(Check("streaming", "warn", detail))
+    usage = streamed.usage
+    if usage is not None and (usage.output_tokens or usage.input_tokens):
+        detail = f"input {usage.input_tokens}, output {usage.output_tokens} tokens"
+        report.checks.append(Check("streamed usage", "ok", detail))
+    else:
+        fix = "token counts need use_streaming: false on this server"
+        report.checks.append(Check("streamed usage", "warn", "no token counts in the stream", fix))
+
+
+async def _identity(
+    provider: ChatCompletionsProvider, report: Report, profile: ServerProfile, model: str | None
+) -> None:
+    try:
+        info = await provider.fetch_model_info(model)
     except LLMError:
         info = None
     if info is not None:
@@ -314,9 +333,6 @@ async def _identity(provider: ChatCompletionsProvider, report: Report, profile: 
         except Exception:
             body = None
         report.version = detect.version_from(body, profile.version_key)
-
-
-Call = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
 
 async def _tool_check(

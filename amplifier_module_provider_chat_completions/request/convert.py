@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_FILE_CLOSE",
     "CONTEXT_FILE_OPEN",
+    "TOOL_IMAGE_NOTE",
     "BodyDefaults",
     "ConversionError",
     "build_request_body",
@@ -32,12 +33,19 @@ __all__ = [
 
 CONTEXT_FILE_OPEN = "<context_file>\n"
 CONTEXT_FILE_CLOSE = "\n</context_file>"
+# OpenAI accepts only text parts in a tool message and the open servers' chat templates
+# render a tool message's content as text, so an image a tool returned travels in a user
+# message right after the turn's tool results (user messages are where vision servers
+# take images), and the tool message says where it went.
+TOOL_IMAGE_NOTE = "(image: in the next message)"
+# Legacy functions-API calls carry no id; each gets one derived from its message position,
+# so the same history gives the same ids (prompt caches hold).
+LEGACY_CALL_ID = "call_legacy_{index}"
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _TOOL_CHOICE_KEYWORDS = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
 # OpenAI's json_schema name rule; other servers accept anything, so it is safe everywhere.
 _SCHEMA_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
-_THINKING_TYPES = frozenset({"thinking", "redacted_thinking", "reasoning"})
 
 
 class ConversionError(ValueError):
@@ -192,15 +200,19 @@ def _image_url(source: Any) -> str | None:
 class _Parts:
     """Collected user-visible content of one message, split by kind, order preserved."""
 
-    __slots__ = ("has_image", "items", "results")
+    __slots__ = ("has_image", "images_follow", "items", "results")
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []  # text and image_url parts in block order
         self.results: list[dict[str, Any]] = []  # wire tool messages
         self.has_image = False
+        self.images_follow = False  # a result's images wait in a follow-up user message
 
     def text(self) -> str:
         return "\n".join(p["text"] for p in self.items if p["type"] == "text")
+
+    def images(self) -> list[dict[str, Any]]:
+        return [p for p in self.items if p["type"] == "image_url"] if self.has_image else []
 
     def content(self) -> str | list[dict[str, Any]]:
         # Plain string unless an image forces content parts: every server takes strings.
@@ -209,14 +221,67 @@ class _Parts:
         return self.text()
 
 
+class _ImageFollowUp(dict[str, Any]):
+    """The user message carrying a tool result's images (see TOOL_IMAGE_NOTE)."""
+
+
+def _tool_reply(call_id: str, text: str, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool message, and the user message with its images when it has any."""
+    if not images:
+        return [{"role": "tool", "tool_call_id": call_id, "content": text}]
+    note = f"{text}\n{TOOL_IMAGE_NOTE}" if text else TOOL_IMAGE_NOTE
+    label = {"type": "text", "text": f"Image returned by tool call {call_id}:"}
+    return [
+        {"role": "tool", "tool_call_id": call_id, "content": note},
+        _ImageFollowUp(role="user", content=[label, *images]),
+    ]
+
+
+def _output_parts(output: Any) -> tuple[str, list[dict[str, Any]]] | None:
+    """Text and image parts of a tool output made of text and image blocks, at least one
+    of them a usable image; None for any other output (sent as text or JSON)."""
+    if isinstance(output, dict):  # most outputs: cheap to rule out
+        if output.get("type") != "image":
+            return None
+        items: Sequence[Any] = (output,)
+    elif isinstance(output, list | tuple):
+        items = output
+    elif isinstance(output, BaseModel):
+        items = (output,)
+    else:
+        return None
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping | BaseModel):
+            return None
+        f = _fields(item)
+        kind = f.get("type")
+        if kind == "text" and isinstance(f.get("text"), str):
+            texts.append(f["text"])
+        elif kind == "image":
+            url = _image_url(f.get("source"))
+            if url is not None:
+                images.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            return None
+    return ("\n".join(texts), images) if images else None
+
+
 def _result_message(index: int, call_id: Any, output: Any) -> dict[str, Any]:
     if not isinstance(call_id, str) or not call_id:
         raise ConversionError(index, "tool result has no tool_call_id")
-    return {
-        "role": "tool",
-        "tool_call_id": call_id,
-        "content": serialize_tool_output(output),
-    }
+    return {"role": "tool", "tool_call_id": call_id, "content": serialize_tool_output(output)}
+
+
+def _result_messages(index: int, call_id: Any, output: Any) -> list[dict[str, Any]]:
+    """A ToolResultBlock's tool message, and its images' user message when it has any."""
+    parts = _output_parts(output)
+    if parts is None:
+        return [_result_message(index, call_id, output)]
+    if not isinstance(call_id, str) or not call_id:
+        raise ConversionError(index, "tool result has no tool_call_id")
+    return _tool_reply(call_id, *parts)
 
 
 def _collect(index: int, blocks: Sequence[Any]) -> _Parts:
@@ -236,7 +301,9 @@ def _collect(index: int, blocks: Sequence[Any]) -> _Parts:
                 parts.items.append({"type": "image_url", "image_url": {"url": url}})
                 parts.has_image = True
         elif kind == "tool_result":
-            parts.results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
+            results = _result_messages(index, b.get("tool_call_id"), b.get("output"))
+            parts.results.extend(results)
+            parts.images_follow = parts.images_follow or len(results) > 1
         # thinking, tool_call outside an assistant turn and unknown blocks: nothing to send
     return parts
 
@@ -279,14 +346,15 @@ def _tool_call(index: int, call_id: Any, name: Any, arguments: Any) -> dict[str,
     }
 
 
-def _extra_tool_calls(index: int, raw: Any, known: set[str]) -> list[dict[str, Any]]:
+def _extra_tool_calls(index: int, raw: Any, in_blocks: set[str]) -> list[dict[str, Any]]:
     """Tool calls carried as an extra `tool_calls` field, beside or instead of blocks.
 
     Accepted shapes: OpenAI's {"id", "function": {"name", "arguments"}}, ToolCall's
     {"id", "name", "arguments"}, and the orchestrators' {"id", "tool", "arguments"}
     (loop-streaming and loop-basic store every tool turn that way, next to ToolCallBlocks).
     A call whose id a content block already carried is skipped before it is checked: the
-    block is the complete copy, and the duplicate must never fail the request.
+    block is the complete copy, and the duplicate must never fail the request. Calls here
+    that share an id are all kept (LocalAI gives every call of a response the same id).
     """
     if not raw:
         return []
@@ -296,7 +364,7 @@ def _extra_tool_calls(index: int, raw: Any, known: set[str]) -> list[dict[str, A
     for item in raw:
         f = _fields(item)
         call_id = f.get("id")
-        if isinstance(call_id, str) and call_id in known:
+        if isinstance(call_id, str) and call_id in in_blocks:
             continue
         function = f.get("function")
         source = f if function is None else _fields(function)
@@ -304,13 +372,18 @@ def _extra_tool_calls(index: int, raw: Any, known: set[str]) -> list[dict[str, A
         arguments = source.get("arguments")
         if arguments is None:
             arguments = f.get("input")
-        call = _tool_call(index, call_id, name, arguments)
-        known.add(call["id"])
-        calls.append(call)
+        calls.append(_tool_call(index, call_id, name, arguments))
     return calls
 
 
-def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+def _legacy_call(index: int, function_call: Any) -> dict[str, Any]:
+    """The legacy functions API's `function_call` as a tool call."""
+    f = _fields(function_call)
+    return _tool_call(index, LEGACY_CALL_ID.format(index=index), f.get("name"), f.get("arguments"))
+
+
+def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """Appends the assistant message (and results in its blocks); True when images follow."""
     content = message.get("content")
     blocks = _content_blocks(index, content)
     calls: list[dict[str, Any]] = []
@@ -329,44 +402,88 @@ def _assistant(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]
             elif kind == "tool_call":
                 calls.append(_tool_call(index, b.get("id"), b.get("name"), b.get("input")))
             elif kind == "tool_result":
-                results.append(_result_message(index, b.get("tool_call_id"), b.get("output")))
+                results.extend(_result_messages(index, b.get("tool_call_id"), b.get("output")))
             # thinking/reasoning is never sent back: most servers reject or re-template it
         text = "\n".join(texts)
     extra = message.get("tool_calls")
     if extra:
         calls.extend(_extra_tool_calls(index, extra, {call["id"] for call in calls}))
+    legacy = message.get("function_call")
+    if legacy:
+        calls.append(_legacy_call(index, legacy))
     # "" and never null: Ampify answers 500 to content null
     wire: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
         wire["tool_calls"] = calls
     out.append(wire)
     out.extend(results)
+    return bool(results) and any(type(m) is _ImageFollowUp for m in results)
 
 
-def _tool(index: int, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+def _open_call(out: list[dict[str, Any]], name: Any) -> str | None:
+    """The id of the first call of the latest assistant turn that is named `name` (any
+    name when it has none) and has no result yet; None when no turn is open."""
+    answered: set[Any] = set()
+    for message in reversed(out):
+        role = message.get("role")
+        if role == "tool":
+            answered.add(message.get("tool_call_id"))
+        elif type(message) is not _ImageFollowUp:
+            if role != "assistant":
+                return None
+            for call in message.get("tool_calls") or ():
+                if call["id"] not in answered and (not name or call["function"]["name"] == name):
+                    return call["id"]
+            return None
+    return None
+
+
+def _function_result_as_text(index: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    """A legacy function result that answers no call: as user text, the one place any
+    server takes it (a tool message answering nothing is rejected)."""
+    content = message.get("content")
+    blocks = _content_blocks(index, content)
+    text = content if blocks is None else _collect(index, blocks).text()
+    name = message.get("name")
+    label = f"Result of function {name}:" if isinstance(name, str) and name else "Function result:"
+    return {"role": "user", "content": f"{label}\n{text}"}
+
+
+def _tool(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """Appends the tool results a tool message holds; True when images follow them."""
     call_id = message.get("tool_call_id")
+    if role == "function" and not (isinstance(call_id, str) and call_id):
+        # The legacy functions API names the function instead of a call id.
+        call_id = _open_call(out, message.get("name"))
+        if call_id is None:
+            out.append(_function_result_as_text(index, message))
+            return False
     content = message.get("content")
     blocks = _content_blocks(index, content)
     if blocks is None:
         out.append(_result_message(index, call_id, content))
-        return
+        return False
     parts = _collect(index, blocks)
     out.extend(parts.results)
     if isinstance(call_id, str) and call_id:
         if parts.items or not parts.results:
-            out.append({"role": "tool", "tool_call_id": call_id, "content": parts.text()})
+            out.extend(_tool_reply(call_id, parts.text(), parts.images()))
+            return parts.images_follow or parts.has_image
     elif not parts.results:
         raise ConversionError(index, "tool message has no tool_call_id")
     elif parts.items:
         out.append({"role": "user", "content": parts.content()})
+    return parts.images_follow
 
 
-def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
-    """system, developer and user messages."""
+def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str, Any]]) -> bool:
+    """system, developer and user messages; True when images of the results they hold
+    follow."""
     content = message.get("content")
     blocks = _content_blocks(index, content)
     wire_role = "user" if role == "developer" else role
     body: str | list[dict[str, Any]]
+    images_follow = False
     if blocks is None:
         body = content
         emit = True
@@ -377,8 +494,9 @@ def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str
         out.extend(parts.results)
         body = parts.content()
         emit = bool(parts.items) or not parts.results
+        images_follow = parts.images_follow
     if not emit:
-        return
+        return images_follow
     if role == "developer":
         body = _wrap_context(body)
     wire: dict[str, Any] = {"role": wire_role, "content": body}
@@ -386,29 +504,55 @@ def _plain(index: int, role: str, message: Mapping[str, Any], out: list[dict[str
     if role == "user" and isinstance(name, str) and name:
         wire["name"] = name
     out.append(wire)
+    return images_follow
 
 
 def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """Convert Amplifier messages to Chat Completions messages, order preserved.
 
+    Legacy functions-API messages become tool calls and tool results; images a tool
+    returned follow the turn's tool results in one user message (see TOOL_IMAGE_NOTE).
+
     Raises ConversionError (a ValueError) naming the message index when a message
     cannot be expressed (unknown role, tool result without an id, ...).
     """
     out: list[dict[str, Any]] = []
+    images_follow = False
     for index, message in enumerate(messages):
         if message is None:
             raise ConversionError(index, "message is None")
         fields = _fields(message)
         role = fields.get("role")
-        if role == "assistant":
-            _assistant(index, fields, out)
-        elif role in ("tool", "function"):
-            _tool(index, fields, out)
+        if role == "tool" or role == "function":
+            if _tool(index, role, fields, out):
+                images_follow = True
+        elif role == "assistant":
+            if _assistant(index, fields, out):
+                images_follow = True
         elif role in ("user", "system", "developer"):
-            _plain(index, role, fields, out)
+            if _plain(index, role, fields, out):
+                images_follow = True
         else:
             raise ConversionError(index, f"unknown role {role!r}")
-    return out
+    return _images_after_results(out) if images_follow else out
+
+
+def _images_after_results(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool results' images moved after the run of tool messages they sit in (a tool
+    message must directly follow its assistant turn), merged into one user message."""
+    result: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for message in out:
+        if type(message) is _ImageFollowUp:
+            held.extend(message["content"])
+            continue
+        if held and message.get("role") != "tool":
+            result.append({"role": "user", "content": held})
+            held = []
+        result.append(message)
+    if held:
+        result.append({"role": "user", "content": held})
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -445,10 +589,11 @@ def _tool_choice(choice: Any) -> str | dict[str, Any] | None:
             return keyword
         return {"type": "function", "function": {"name": stripped}}
     if isinstance(choice, Mapping):
-        # Anthropic-shaped choices are translated; anything else is the caller's own shape.
+        # Anthropic's {"type": "tool", "name"} and the Responses API's {"type": "function",
+        # "name"} are translated; anything else is the caller's own shape.
         kind = choice.get("type")
         if "function" not in choice:
-            if kind == "tool" and isinstance(choice.get("name"), str):
+            if kind in ("tool", "function") and isinstance(choice.get("name"), str):
                 return {"type": "function", "function": {"name": choice["name"]}}
             if kind in _TOOL_CHOICE_KEYWORDS:
                 return _TOOL_CHOICE_KEYWORDS[kind]
@@ -509,6 +654,26 @@ def build_request_body(
         "model": request.model or cfg.default_model,
         "messages": messages_to_wire(request.messages),
     }
+    _add_sampling(body, request, cfg, max_tokens)
+    if request.tools:
+        _add_tools(body, request, cfg)
+    response_format = _response_format(request.response_format)
+    if response_format is not None:
+        body["response_format"] = response_format
+    if request.reasoning_effort:
+        body["reasoning_effort"] = request.reasoning_effort
+    if stream:
+        # Only when streaming: vLLM 400s on stream_options with stream false.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if cfg.extra_body:
+        body.update(cfg.extra_body)
+    return body
+
+
+def _add_sampling(
+    body: dict[str, Any], request: ChatRequest, cfg: BodyDefaults, max_tokens: int | None
+) -> None:
     temperature = request.temperature if request.temperature is not None else cfg.temperature
     if temperature is not None:
         body["temperature"] = temperature
@@ -526,25 +691,15 @@ def build_request_body(
         body["stop"] = stop
     if cfg.seed is not None:
         body["seed"] = cfg.seed
-    if request.tools:
-        body["tools"] = _tools(request.tools)
-        choice = _tool_choice(request.tool_choice)
-        if choice is not None:
-            body["tool_choice"] = choice
-        if cfg.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = cfg.parallel_tool_calls
-    response_format = _response_format(request.response_format)
-    if response_format is not None:
-        body["response_format"] = response_format
-    if request.reasoning_effort:
-        body["reasoning_effort"] = request.reasoning_effort
-    if stream:
-        # Only when streaming: vLLM 400s on stream_options with stream false.
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    if cfg.extra_body:
-        body.update(cfg.extra_body)
-    return body
+
+
+def _add_tools(body: dict[str, Any], request: ChatRequest, cfg: BodyDefaults) -> None:
+    body["tools"] = _tools(request.tools or ())
+    choice = _tool_choice(request.tool_choice)
+    if choice is not None:
+        body["tool_choice"] = choice
+    if cfg.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = cfg.parallel_tool_calls
 
 
 def dumps_body(body: Mapping[str, Any]) -> bytes:
