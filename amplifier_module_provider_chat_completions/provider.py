@@ -45,7 +45,6 @@ from .reply.cost import SessionCost
 from .reply.response import to_chat_response
 from .reply.sse import iter_sse_batches
 from .request.convert import ConversionError, build_request_body, dumps_body
-from .request.templates import is_mistral_family, rewrite_tool_ids_for_mistral
 from .request.tool_sequence import repair_tool_sequence
 from .server.models import output_limit, parse_model_list
 from .server.profiles import ServerProfile, apply_profile
@@ -327,9 +326,10 @@ class ChatCompletionsProvider:
         """Detection, context windows and healing state (the doctor probes through it)."""
         return self._awareness
 
-    async def server_profile(self) -> ServerProfile:
-        """The server's profile (config `server`, else detected once) plus healed changes."""
-        return await self._awareness.profile()
+    async def server_profile(self, model: str | None = None) -> ServerProfile:
+        """The profile requests for `model` (default: the configured one) are shaped by:
+        the server's (config `server`, else detected once), the model's traits, its fixes."""
+        return await self._awareness.profile(model or self.config.default_model)
 
     # -- completion -------------------------------------------------------------------
 
@@ -349,7 +349,7 @@ class ChatCompletionsProvider:
         metadata = request.metadata or {}
         stream = cfg.use_streaming and metadata.get("stream") is not False
         model = request.model or cfg.default_model
-        profile = await self.server_profile()
+        profile = await self.server_profile(model)
         max_tokens = self._output_limit(request, model, await self._window(model, profile))
 
         try:
@@ -374,7 +374,7 @@ class ChatCompletionsProvider:
                     "repaired_tool_ids": [*repaired, *dropped],
                 },
             )
-        sent = self._shape(body, profile, model)
+        sent = apply_profile(body, profile)
         content = dumps_body(sent)
 
         request_id = uuid.uuid4().hex
@@ -423,16 +423,17 @@ class ChatCompletionsProvider:
                         # Our default output limit did not fit beside this prompt: resend
                         # once without it, so the server allows what room there is.
                         body = {k: v for k, v in body.items() if k != "max_tokens"}
-                        sent = self._shape(body, profile, model)
+                        sent = apply_profile(body, profile)
                         content = dumps_body(sent)
                     except InvalidRequestError as err:
                         # Self-healing: resend once per distinct fix the rejection allows.
-                        healed.append(self._awareness.heal(err, sent, profile, len(healed)))
-                        profile = await self.server_profile()
-                        sent = self._shape(body, profile, model)
+                        fix = self._awareness.heal(err, sent, profile, len(healed), model)
+                        healed.append(fix)
+                        profile = await self.server_profile(model)
+                        sent = apply_profile(body, profile)
                         content = dumps_body(sent)
                 response.degradation = response.degradation or self._awareness.degradation(
-                    body, sent, healed
+                    body, sent, healed, model
                 )
         except TimeoutError as exc:
             err = LLMTimeoutError(
@@ -611,18 +612,6 @@ class ChatCompletionsProvider:
 
     def _assembler(self, offered: frozenset[str]) -> ResponseAssembler:
         return ResponseAssembler(offered_tools=offered, think_tags=self.config.think_tags)
-
-    def _shape(self, body: dict[str, Any], profile: ServerProfile, model: str) -> dict[str, Any]:
-        """The body as this server gets it: profile reshaping, then tool-call ids."""
-        sent = apply_profile(body, profile, removed=self._awareness.removed_fields())
-        if profile.tool_id_style == "mistral9" or is_mistral_family(model):
-            # Mistral tokenizers (vLLM) accept only 9-alphanumeric ids in history. Only the
-            # wire copy changes: Amplifier keeps the ids it gave, and the response's ids
-            # are the server's own.
-            messages, mapping = rewrite_tool_ids_for_mistral(sent["messages"])
-            if mapping:
-                sent = {**sent, "messages": messages}
-        return sent
 
     def _finish(
         self, assembler: ResponseAssembler, model: str, headers: Mapping[str, str]
