@@ -173,15 +173,17 @@ class StreamEmitter:
                     {"request_id": rid, "block_index": index, "block_type": ev.block_type},
                 )
 
-    async def aborted(self, error: BaseException) -> None:
-        """Only after a partial emit: tells the UI to discard what it showed."""
+    async def abandon(self, error: BaseException, closing: list[BlockEvent]) -> None:
+        """The attempt failed (or was cancelled): after a delta the UI discards what it
+        showed (llm:stream_aborted); before one, the blocks that started are ended."""
         if not self.emitted_delta:
+            await self.emit(closing)
             return
+        self.emitted_delta = False
         await self._sink.emit(
             STREAM_ABORTED,
             {
                 "request_id": self._request_id,
-                "error": {"type": type(error).__name__, "msg": str(error)},
+                "error": {"type": type(error).__name__, "msg": str(error) or type(error).__name__},
             },
         )
-        self.emitted_delta = False
