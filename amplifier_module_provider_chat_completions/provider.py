@@ -43,7 +43,7 @@ from .errors import (
 )
 from .events import EventSink, StreamEmitter, usage_payload
 from .reply.arguments import ArgumentsError
-from .reply.assemble import InBandError, ResponseAssembler
+from .reply.assemble import AssembledResponse, InBandError, ResponseAssembler
 from .reply.cost import SessionCost
 from .reply.response import to_chat_response
 from .reply.sse import iter_sse_batches
@@ -487,12 +487,13 @@ class ChatCompletionsProvider:
         async with self._attempt_scope(call, assembler) as scope:
             async with transport.post_stream(CHAT_PATH, content) as http_response:
                 scope.began = True
+                done = False  # ended with [DONE]
                 if call.stream and not _whole_body(http_response.headers):
                     done = await self._read_stream(http_response, assembler, call)
                     await self._end_stream(assembler, call, done)
                 else:
                     self._read_body(await http_response.aread(), assembler, call.model)
-            return self._finish(assembler, call.model, http_response.headers)
+            return self._finish(assembler, call.model, http_response.headers, done=done)
 
     @asynccontextmanager
     async def _attempt_scope(
@@ -559,11 +560,13 @@ class ChatCompletionsProvider:
         return False
 
     async def _end_stream(self, assembler: ResponseAssembler, call: _Call, done: bool) -> None:
-        if not assembler.saw_finish:
+        """A stream is complete with a finish_reason or with [DONE] (several hosted servers
+        send no finish_reason); without either it was cut off."""
+        if not assembler.saw_finish and not done:
             raise StreamError(
                 "the stream ended before the server finished the response (no "
-                "finish_reason): the reply is truncated, usually because the server "
-                "failed or the connection dropped",
+                "finish_reason, no [DONE]): the reply is truncated, usually because the "
+                "server failed or the connection dropped",
                 provider=self.name,
                 model=call.model,
             )
@@ -636,9 +639,16 @@ class ChatCompletionsProvider:
         return ResponseAssembler(offered_tools=offered, think_tags=self.config.think_tags)
 
     def _finish(
-        self, assembler: ResponseAssembler, model: str, headers: Mapping[str, str]
+        self,
+        assembler: ResponseAssembler,
+        model: str,
+        headers: Mapping[str, str],
+        *,
+        done: bool = False,
     ) -> ChatResponse:
         result = assembler.result()
+        if done and result.finish_reason is None:
+            result.finish_reason = _finish_reason_after_done(result)
         return to_chat_response(
             result,
             provider_name=self.name,
@@ -811,6 +821,11 @@ class _Call:
 @dataclass(slots=True)
 class _AttemptScope:
     began: bool = False  # the response had begun: a dropped connection is a StreamError
+
+
+def _finish_reason_after_done(result: AssembledResponse) -> str:
+    """The finish_reason of a stream that ended with [DONE] but never named one."""
+    return "tool_calls" if result.tool_calls else "stop"
 
 
 def _whole_body(headers: Mapping[str, str]) -> bool:

@@ -28,6 +28,7 @@ from amplifier_core.message_models import (
     ToolResultBlock,
     ToolSpec,
 )
+from stream_contract import assert_stream_contract
 from wire_helpers import chunk, completion, sse
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
@@ -383,6 +384,35 @@ async def test_truncated_stream_is_a_retried_stream_error_with_abort(coordinator
     # The retry's blocks use new indices: the UI never sees one block twice.
     starts = [p["block_index"] for p in coordinator.hooks.named("llm:stream_block_start")]
     assert starts == [0, 1]
+
+
+@respx.mock
+@pytest.mark.parametrize("kind", ["text", "tool_call"])
+async def test_done_without_a_finish_reason_is_a_complete_reply(coordinator, kind):
+    # Several hosted servers end a good stream with [DONE] and never send finish_reason.
+    if kind == "text":
+        deltas = [{"role": "assistant", "content": "Hello "}, {"content": "world"}]
+    else:
+        call = {"index": 0, "id": "call_1", "type": "function"}
+        deltas = [
+            {"tool_calls": [{**call, "function": {"name": "f", "arguments": '{"a": '}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]},
+        ]
+    route = respx.post(f"{BASE}/chat/completions").respond(
+        200,
+        content=sse([chunk(d) for d in deltas]),
+        headers={"content-type": "text/event-stream"},
+    )
+    provider = await mounted(coordinator, max_retries=1)
+    response = await provider.complete(user())
+    assert route.call_count == 1
+    if kind == "text":
+        assert (response.text, response.finish_reason) == ("Hello world", "stop")
+    else:
+        assert [(c.name, c.arguments) for c in response.tool_calls] == [("f", {"a": 1})]
+        assert response.finish_reason == "tool_calls"
+    assert coordinator.hooks.named("llm:stream_aborted") == []
+    assert_stream_contract(coordinator.hooks.events)
 
 
 @respx.mock
