@@ -20,6 +20,7 @@ LLM_REQUEST = "llm:request"
 LLM_RESPONSE = "llm:response"
 PROVIDER_RETRY = "provider:retry"
 TOOL_SEQUENCE_REPAIRED = "provider:tool_sequence_repaired"
+PROMPT_PROGRESS = "provider:prompt_progress"
 STREAM_BLOCK_START = "llm:stream_block_start"
 STREAM_BLOCK_DELTA = "llm:stream_block_delta"
 STREAM_BLOCK_END = "llm:stream_block_end"
@@ -31,6 +32,7 @@ OUR_EVENTS: tuple[str, ...] = (
     LLM_RESPONSE,
     PROVIDER_RETRY,
     TOOL_SEQUENCE_REPAIRED,
+    PROMPT_PROGRESS,
     STREAM_BLOCK_START,
     STREAM_BLOCK_DELTA,
     STREAM_BLOCK_END,
@@ -96,6 +98,19 @@ def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v, secrets) for v in value]
     return value
+
+
+_PROGRESS_KEYS = ("processed", "total", "cache", "time_ms")
+
+
+def progress_payload(progress: object) -> dict[str, Any]:
+    """The numbers of a llama.cpp prompt_progress object (processed, total, cache, time_ms);
+    anything else in it, or of another type, is left out."""
+    if type(progress) is not dict:
+        return {}
+    return {
+        key: value for key in _PROGRESS_KEYS if type(value := progress.get(key)) in (int, float)
+    }
 
 
 def usage_payload(usage: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from .errors import (
     prompt_overflows,
     scrub_exception_chain,
 )
-from .events import EventSink, StreamEmitter, usage_payload
+from .events import EventSink, StreamEmitter, progress_payload, usage_payload
 from .reply.arguments import ArgumentsError
 from .reply.assemble import AssembledResponse, InBandError, ResponseAssembler
 from .reply.cost import SessionCost
@@ -464,32 +464,29 @@ class ChatCompletionsProvider:
         self, transport: Transport, call: _Call, sent: dict[str, Any], profile: ServerProfile
     ) -> ChatResponse:
         """Attempts under the kernel's backoff policy, with our fail-fast rules."""
-        content = dumps_body(sent)
-        offered = _tool_names(sent)  # what the model was offered, after shaping
+        body = _SentBody.of(sent)
 
         async def attempt() -> ChatResponse:
             try:
-                return await self._attempt(transport, call, content, offered)
+                return await self._attempt(transport, call, body)
             except LLMError as err:
                 self._fail_fast_on_long_retry_after(err)
-                self._fail_fast_on_broken_tool_path(err, profile, offered)
+                self._fail_fast_on_broken_tool_path(err, profile, body.offered)
                 raise
 
         return await retry_with_backoff(
             attempt, self._retry_config(), on_retry=self._on_retry(call.model)
         )
 
-    async def _attempt(
-        self, transport: Transport, call: _Call, content: bytes, offered: frozenset[str]
-    ) -> ChatResponse:
+    async def _attempt(self, transport: Transport, call: _Call, body: _SentBody) -> ChatResponse:
         """One HTTP exchange; its scope owns the stream's lifecycle and the errors."""
-        assembler = self._assembler(offered)
+        assembler = self._assembler(body.offered)
         async with self._attempt_scope(call, assembler) as scope:
-            async with transport.post_stream(CHAT_PATH, content) as http_response:
+            async with transport.post_stream(CHAT_PATH, body.content) as http_response:
                 scope.began = True
                 done = False  # ended with [DONE]
                 if call.stream and not _whole_body(http_response.headers):
-                    done = await self._read_stream(http_response, assembler, call)
+                    done = await self._read_stream(http_response, assembler, call, body)
                     await self._end_stream(assembler, call, done)
                 else:
                     self._read_body(await http_response.aread(), assembler, call.model)
@@ -530,13 +527,19 @@ class ChatCompletionsProvider:
         return self._deadline_error(call) if expired else exc
 
     async def _read_stream(
-        self, http_response: httpx.Response, assembler: ResponseAssembler, call: _Call
+        self,
+        http_response: httpx.Response,
+        assembler: ResponseAssembler,
+        call: _Call,
+        body: _SentBody,
     ) -> bool:
-        """Feed the SSE body to the assembler, emitting block events as they form.
+        """Feed the SSE body to the assembler, emitting block events as they form and
+        prompt progress as it is reported.
 
         True when the stream ended with [DONE], False at the end of the body.
         """
         emitter = call.emitter
+        watch_progress = body.progress and self._events.active
         raw_decode = _JSON.raw_decode
         feed_chunk = assembler.feed_chunk
         # One async step per network read, not per line: see iter_sse_batches.
@@ -555,8 +558,11 @@ class ChatCompletionsProvider:
                 if end != len(data):
                     chunk = self._parse_chunk(data, call.model)
                 block_events = feed_chunk(chunk)
-                if block_events and emitter is not None:
-                    await emitter.emit(block_events)
+                if block_events:
+                    if emitter is not None:
+                        await emitter.emit(block_events)
+                elif watch_progress and type(chunk) is dict and "prompt_progress" in chunk:
+                    await self._emit_progress(call, chunk["prompt_progress"])
         return False
 
     async def _end_stream(self, assembler: ResponseAssembler, call: _Call, done: bool) -> None:
@@ -776,6 +782,11 @@ class ChatCompletionsProvider:
             payload["raw"] = self._events.redact(apply_profile(body, profile))
         await self._events.emit(ev.LLM_REQUEST, payload)
 
+    async def _emit_progress(self, call: _Call, progress: object) -> None:
+        payload = {"provider": self.name, "model": call.model, "request_id": call.request_id}
+        payload.update(progress_payload(progress))
+        await self._events.emit(ev.PROMPT_PROGRESS, payload)
+
     def _response_event(self, call: _Call, status: str) -> dict[str, Any]:
         return {
             "provider": self.name,
@@ -816,6 +827,19 @@ class _Call:
     timeout: float | None  # the request's own limit on the whole call, seconds
     deadline: float | None  # the same as event-loop time
     emitter: StreamEmitter | None  # None: not streaming, or nobody listens
+
+
+@dataclass(frozen=True, slots=True)
+class _SentBody:
+    """One shaped body as sent, and what its reply is read against."""
+
+    content: bytes
+    offered: frozenset[str]  # tool names the model was offered (salvage looks for these)
+    progress: bool  # prompt-progress chunks were asked for
+
+    @classmethod
+    def of(cls, sent: Mapping[str, Any]) -> _SentBody:
+        return cls(dumps_body(sent), _tool_names(sent), sent.get("return_progress") is True)
 
 
 @dataclass(slots=True)

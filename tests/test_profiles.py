@@ -222,3 +222,11 @@ def test_max_tokens_field_rename():
     profile = replace(GENERIC, max_tokens_field="max_completion_tokens")
     out = apply_profile({"max_tokens": 10}, profile)
     assert out == {"max_completion_tokens": 10}
+
+
+@pytest.mark.parametrize("key", sorted(PROFILES))
+@pytest.mark.parametrize("stream", [True, False])
+def test_only_llamacpp_is_asked_for_prompt_progress_and_only_when_streaming(key, stream):
+    # llama-server streams a progress chunk per prompt batch when asked (return_progress).
+    out = apply_profile(full_body(stream=stream), PROFILES[key])
+    assert out.get("return_progress") is (True if key == "llamacpp" and stream else None)

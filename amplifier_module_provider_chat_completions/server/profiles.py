@@ -76,6 +76,9 @@ class ServerProfile:
     # Strict chat templates ("Conversation roles must alternate"): merge same-role runs and
     # fold later system messages in. Set by self-healing when the server says so.
     needs_role_alternation: bool = False
+    # Ask for prompt-progress chunks while the server reads the prompt (streaming only), so
+    # a long prompt on slow hardware keeps the stream alive within `timeout`.
+    prompt_progress: bool = False
     # History tool-call ids as the model accepts them; chosen by model name.
     tool_id_style: ToolIdStyle = "any"
     # Fields the server rejected for this model: left out from then on (set from the
@@ -90,7 +93,9 @@ _PROFILES: tuple[ServerProfile, ...] = (
     # llama.cpp llama-server. SERVERS: tool_choice reads only "auto"/"none"/"required" (a
     # named-function object is treated as auto) -> emulate; tools need --jinja; reasoning
     # in reasoning_content; runtime context in /v1/models meta.n_ctx or /props
-    # default_generation_settings.n_ctx (per slot); /props has build_info.
+    # default_generation_settings.n_ctx (per slot); /props has build_info. llama.cpp
+    # tools/server: `return_progress: true` with stream streams a chunk per prompt batch
+    # carrying prompt_progress {total, cache, processed, time_ms} and an empty delta.
     ServerProfile(
         key="llamacpp",
         title="llama.cpp llama-server",
@@ -100,6 +105,7 @@ _PROFILES: tuple[ServerProfile, ...] = (
         context_sources=("models", "props"),
         version_path="/props",
         version_key="build_info",
+        prompt_progress=True,
     ),
     # vLLM. SERVERS: "auto" tool choice needs --enable-auto-tool-choice --tool-call-parser;
     # named choice works (finish_reason "stop"); unknown fields ignored; reasoning in
@@ -285,6 +291,8 @@ def apply_profile(body: Mapping[str, Any], profile: ServerProfile) -> dict[str, 
         else:
             out["response_format"] = reshaped
     _drop_unaccepted(out, profile)
+    if profile.prompt_progress and out.get("stream") is True:
+        out["return_progress"] = True
     if profile.max_tokens_field != "max_tokens" and "max_tokens" in out:
         out[profile.max_tokens_field] = out.pop("max_tokens")
     if profile.allowed_fields is not None:
