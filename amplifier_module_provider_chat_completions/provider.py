@@ -22,7 +22,6 @@ from amplifier_core.llm_errors import (
     ConfigurationError,
     ContextLengthError,
     InvalidRequestError,
-    InvalidToolCallError,
     LLMError,
     LLMTimeoutError,
     ProviderUnavailableError,
@@ -34,16 +33,9 @@ from amplifier_core.utils.retry import RetryConfig, retry_with_backoff
 
 from . import events as ev
 from .config import ProviderConfig, parse_config
-from .errors import (
-    describe_body,
-    error_from_exception,
-    error_from_payload,
-    prompt_overflows,
-    scrub_exception_chain,
-)
+from .errors import describe_body, error_from_exception, prompt_overflows
 from .events import EventSink, StreamEmitter, progress_payload, usage_payload
-from .reply.arguments import ArgumentsError
-from .reply.assemble import AssembledResponse, InBandError, ResponseAssembler
+from .reply.assemble import AssembledResponse, ResponseAssembler
 from .reply.cost import SessionCost
 from .reply.response import to_chat_response
 from .reply.sse import iter_sse_batches
@@ -666,38 +658,12 @@ class ChatCompletionsProvider:
     def _map_exception(
         self, exc: BaseException, model: str, *, streaming_started: bool = False
     ) -> LLMError:
-        if isinstance(exc, LLMError):
-            return exc
-        api_key = self._secrets
-        # The original becomes __cause__, printed with every traceback: a server that
-        # echoed the key back must not get it into the host's logs that way.
-        scrub_exception_chain(exc, api_key)
-        if isinstance(exc, InBandError):
-            return error_from_payload(exc.payload, provider=self.name, model=model, api_key=api_key)
-        if isinstance(exc, ArgumentsError):
-            err = InvalidToolCallError(
-                str(exc),
-                tool_name=exc.tool_name,
-                raw_arguments=exc.raw,
-                provider=self.name,
-                model=model,
-            )
-            partial = exc.partial
-            # The turn's text, thinking and good calls survive a bad call.
-            err.partial_response = (  # type: ignore[attr-defined]
-                None
-                if partial is None
-                else to_chat_response(
-                    partial, provider_name=self.name, model=partial.model or model
-                )
-            )
-            return err
         return error_from_exception(
             exc,
             provider=self.name,
             model=model,
             timeout=self.config.timeout,
-            api_key=api_key,
+            api_key=self._secrets,
             streaming_started=streaming_started,
         )
 
