@@ -5,8 +5,9 @@ them (and HTML gateway pages) into one readable line. Classification is by statu
 then by well-known message text that overrides the status (a context overflow is never
 worth retrying, and llama.cpp reports some client mistakes as HTTP 500).
 
-Messages never contain request headers or the API key: callers may pass `api_key=` and it is
-scrubbed from anything the server echoed back, together with Bearer tokens and sk- keys.
+Messages never contain request headers or the API key: callers pass the secrets (`api_key=`:
+one, several or a Scrubber) and redaction.py scrubs them from anything the server echoed
+back, together with Bearer tokens and sk- keys.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from amplifier_core.llm_errors import (
     StreamError,
 )
 
+from .redaction import Scrubber, Secrets
 from .reply.arguments import ArgumentsError
 from .reply.assemble import InBandError
 from .reply.response import to_chat_response
@@ -154,10 +156,6 @@ _PERMANENT_TEXT = re.compile(
     r"tool|invalid|validation|schema|unsupported|not supported|bad request|template|parse",
     re.IGNORECASE,
 )
-_SECRET_PATTERNS = (
-    re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"),
-)
 
 
 _CONTEXT_OVERFLOW = re.compile(
@@ -174,37 +172,6 @@ def is_context_overflow(text: str) -> bool:
 def _cap(text: str, limit: int = MAX_DETAIL) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-# The api_key, or several secrets (the key and credential-like header values).
-Secrets = str | tuple[str, ...] | None
-
-
-def _scrub(text: str, api_key: Secrets) -> str:
-    for secret in (api_key,) if isinstance(api_key, str) or api_key is None else api_key:
-        if secret and len(secret) >= 4 and secret != "not-needed":
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    return text
-
-
-def scrub_exception_chain(exc: BaseException | None, api_key: Secrets) -> None:
-    """Scrub secrets from the string args (and SDK `.message`) of `exc` and its causes, in
-    place: they end up in tracebacks when the host logs the mapped error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        try:
-            args = tuple(_scrub(a, api_key) if isinstance(a, str) else a for a in exc.args)
-            if args != exc.args:
-                exc.args = args
-            message = getattr(exc, "message", None)
-            if isinstance(message, str) and _scrub(message, api_key) != message:
-                exc.message = _scrub(message, api_key)  # type: ignore[attr-defined]
-        except Exception:  # an exotic exception type: leave it as it is
-            pass
-        exc = exc.__cause__ or exc.__context__
 
 
 def _compact(obj: object) -> str:
@@ -461,7 +428,8 @@ def error_from_response(
 ) -> LLMError:
     """Map one failed HTTP response (status, body, headers) to a kernel LLMError."""
     body_text = body_text if isinstance(body_text, str) else ""
-    detail = _scrub(describe_body(_scrub(body_text, api_key)), api_key)
+    scrub = Scrubber.of(api_key).text
+    detail = scrub(describe_body(scrub(body_text)))
     return _classify(
         status,
         detail,
@@ -503,7 +471,7 @@ def error_from_payload(
     validation, schema, ...), retryable otherwise (the server hiccupped mid-stream).
     """
     raw = _compact(payload)
-    detail = _cap(_scrub(_describe_json(payload), api_key))
+    detail = _cap(Scrubber.of(api_key).text(_describe_json(payload)))
     status = _payload_status(payload)
     where = f"in-stream error{f' {status}' if status else ''} from {provider}"
     return _classify(status, detail, raw, None, provider=provider, model=model, where=where)
@@ -558,7 +526,7 @@ def _network_error(
     streaming_started: bool,
 ) -> LLMError:
     name = type(exc).__name__
-    detail = _cap(_scrub(str(exc), api_key)) or name
+    detail = _cap(Scrubber.of(api_key).text(str(exc))) or name
     if "CERTIFICATE_VERIFY_FAILED" in detail:
         detail += "; set verify to a CA bundle path (or false for a trusted local server)"
     elif name == "ConnectError":
@@ -635,15 +603,16 @@ def error_from_exception(
         return exc
     # The original becomes __cause__, printed with every traceback: a server that echoed
     # the key back must not get it into the host's logs that way.
-    scrub_exception_chain(exc, api_key)
+    scrubber = Scrubber.of(api_key)
+    scrubber.exception_chain(exc)
     where = {"provider": provider, "model": model}
     err = (
-        _from_status(exc, api_key=api_key, **where)
-        or _from_reply(exc, api_key=api_key, **where)
+        _from_status(exc, api_key=scrubber, **where)
+        or _from_reply(exc, api_key=scrubber, **where)
         or _from_connection(
-            exc, timeout=timeout, api_key=api_key, streaming_started=streaming_started, **where
+            exc, timeout=timeout, api_key=scrubber, streaming_started=streaming_started, **where
         )
-        or _unknown(exc, api_key=api_key, **where)
+        or _unknown(exc, api_key=scrubber, **where)
     )
     err.__cause__ = exc
     return err
@@ -678,7 +647,7 @@ def _from_reply(
     if not isinstance(exc, ArgumentsError):
         return None
     err = InvalidToolCallError(
-        _scrub(str(exc), api_key),
+        Scrubber.of(api_key).text(str(exc)),
         tool_name=exc.tool_name,
         raw_arguments=exc.raw,
         provider=provider,
@@ -724,7 +693,7 @@ def _from_connection(
 
 
 def _unknown(exc: BaseException, *, provider: str, model: str | None, api_key: Secrets) -> LLMError:
-    detail = _cap(_scrub(str(exc), api_key))
+    detail = _cap(Scrubber.of(api_key).text(str(exc)))
     text = f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__
     return LLMError(text, provider=provider, model=model)
 

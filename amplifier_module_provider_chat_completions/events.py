@@ -7,11 +7,11 @@ Payload shapes follow the host's contract (see AMPLIFIER.md): the usage keys in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from amplifier_core.utils import redact_secrets
 
+from .redaction import Scrubber
 from .reply.assemble import BlockEvent
 
 logger = logging.getLogger(__name__)
@@ -56,16 +56,15 @@ class EventSink:
     """Emits events to the coordinator's hooks; a no-op without a coordinator.
 
     A failing hook must never fail a completion, so emission errors are logged and
-    swallowed. Secrets given at construction are scrubbed from every string payload.
+    swallowed. Raw payloads go through `redact` before they are emitted.
     """
 
-    __slots__ = ("_emit", "_secrets")
+    __slots__ = ("_emit", "_scrubber")
 
-    def __init__(self, coordinator: Any, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, coordinator: Any, scrubber: Scrubber | None = None) -> None:
         hooks = getattr(coordinator, "hooks", None) if coordinator is not None else None
         self._emit = getattr(hooks, "emit", None)
-        # Short or placeholder values would scrub ordinary words; only real secrets.
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 8 and s != "not-needed")
+        self._scrubber = scrubber or Scrubber()
 
     @property
     def active(self) -> bool:
@@ -80,24 +79,8 @@ class EventSink:
             logger.warning("hook for %s failed", name, exc_info=True)
 
     def redact(self, value: Any) -> Any:
-        """Redact secret-named keys and scrub literal secret values."""
-        return scrub(redact_secrets(value), self._secrets)
-
-
-def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Replace literal occurrences of any secret in nested strings."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, "[REDACTED]")
-        return value
-    if isinstance(value, Mapping):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v, secrets) for v in value]
-    return value
+        """Redact secret-named keys (the kernel's rule), then scrub secret values (ours)."""
+        return self._scrubber.value(redact_secrets(value))
 
 
 _PROGRESS_KEYS = ("processed", "total", "cache", "time_ms")

@@ -35,6 +35,7 @@ from . import events as ev
 from .config import ProviderConfig, parse_config
 from .errors import describe_body, error_from_exception, prompt_overflows
 from .events import EventSink, StreamEmitter, progress_payload, usage_payload
+from .redaction import Scrubber
 from .reply.assemble import AssembledResponse, ResponseAssembler
 from .reply.cost import SessionCost
 from .reply.response import to_chat_response
@@ -150,11 +151,13 @@ class ChatCompletionsProvider:
         self.priority = self.config.priority
         # The key and credential-like header values: scrubbed from events and errors even
         # when a server echoes them back.
-        self._secrets: tuple[str, ...] = (
-            self.config.api_key,
-            *(v for k, v in self.config.headers.items() if _SECRET_HEADER.search(k)),
+        self._scrubber = Scrubber(
+            (
+                self.config.api_key,
+                *(v for k, v in self.config.headers.items() if _SECRET_HEADER.search(k)),
+            )
         )
-        self._events = EventSink(coordinator, secrets=self._secrets)
+        self._events = EventSink(coordinator, self._scrubber)
         insecure_host = insecure_key_host(self.config)
         if insecure_host is not None:
             logger.warning(
@@ -663,7 +666,7 @@ class ChatCompletionsProvider:
             provider=self.name,
             model=model,
             timeout=self.config.timeout,
-            api_key=self._secrets,
+            api_key=self._scrubber,
             streaming_started=streaming_started,
         )
 

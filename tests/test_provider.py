@@ -14,6 +14,7 @@ from amplifier_core.llm_errors import (
     ConfigurationError,
     ContextLengthError,
     InvalidToolCallError,
+    LLMError,
     LLMTimeoutError,
     NetworkError,
     ProviderUnavailableError,
@@ -613,3 +614,28 @@ async def test_raw_mode_adds_redacted_payloads(coordinator):
     assert response_event["raw"]["content"][0]["text"] == "Hello world"
     assert request_event["raw"]["messages"] == [{"role": "user", "content": "hi"}]
     assert "sk-canary-0123456789" not in json.dumps(coordinator.hooks.events, default=str)
+
+
+@respx.mock
+async def test_errors_and_events_are_scrubbed_by_one_rule(coordinator):
+    # What a server echoes back: our short header credential, someone's bearer token, a
+    # key-shaped string. An error message and a raw event treat it the same way.
+    echo = "seen: X-Api-Key hdr-k7z; Authorization: Bearer abcdefghij0123; sk-other-999999"
+    secrets = ["hdr-k7z", "abcdefghij0123", "sk-other-999999"]
+    respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[
+            httpx.Response(200, json=completion(echo)),
+            httpx.Response(400, json={"error": {"message": echo}}),
+        ]
+    )
+    provider = await mounted(
+        coordinator, use_streaming=False, raw=True, headers={"X-Api-Key": "hdr-k7z"}
+    )
+    await provider.complete(user())
+    with pytest.raises(LLMError) as info:
+        await provider.complete(user())
+    for secret in secrets:
+        assert secret not in str(info.value)
+        assert secret not in json.dumps(coordinator.hooks.events, default=str)
+    (ok, _) = coordinator.hooks.named("llm:response")
+    assert ok["raw"]["content"][0]["text"].startswith("seen: X-Api-Key ***")
