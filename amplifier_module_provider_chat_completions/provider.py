@@ -167,6 +167,7 @@ class ChatCompletionsProvider:
                 insecure_host,
             )
         self._transport: Transport | None = None
+        self._closed = False
         self._session_cost = SessionCost()
         # Detected once, healed as we go; asks the server through self._client().
         self._awareness = ServerAwareness(self.config, self._client)
@@ -234,6 +235,12 @@ class ChatCompletionsProvider:
     # -- lifecycle --------------------------------------------------------------------
 
     def _client(self) -> Transport:
+        if self._closed:
+            raise ConfigurationError(
+                f"the provider {self.name!r} was closed (its session ended, or close() was "
+                "called); create or mount a new one to send requests",
+                provider=self.name,
+            )
         if self._transport is None:
             if not self.config.base_url:
                 raise ConfigurationError(
@@ -259,7 +266,12 @@ class ChatCompletionsProvider:
             self._awareness.start_discovery()
 
     async def close(self) -> None:
-        """Stop discovery and close the HTTP client; safe to call twice, bounded in time."""
+        """Stop discovery and close the HTTP client; safe to call twice, bounded in time.
+
+        A closed provider refuses requests (ConfigurationError) rather than quietly opening
+        a new client that nothing would close.
+        """
+        self._closed = True
         await self._awareness.stop_discovery()
         transport, self._transport = self._transport, None
         if transport is not None:

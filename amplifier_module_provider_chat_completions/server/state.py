@@ -38,7 +38,7 @@ class ServerAwareness:
     """Detects the server once, finds context windows, remembers fixes for rejections.
 
     `client` is the provider's lazy Transport getter (it raises ConfigurationError when
-    there is no base_url, and makes a new Transport after close()).
+    there is no base_url or the provider was closed).
     """
 
     def __init__(self, config: ProviderConfig, client: Callable[[], Transport]) -> None:

@@ -8,10 +8,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from amplifier_core.llm_errors import LLMTimeoutError, ProviderUnavailableError
+from amplifier_core.llm_errors import (
+    ConfigurationError,
+    LLMTimeoutError,
+    ProviderUnavailableError,
+)
 from amplifier_core.message_models import ChatRequest, Message, ToolSpec
 from fault_helpers import LeakCheck, make_provider
-from faulty_server import Conn, FaultyServer, Request, chunk
+from faulty_server import Conn, FaultyServer, Request, chunk, stream_text
 from stream_contract import assert_call_lifecycle
 
 TOOL_HEAD = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "echo"}}
@@ -119,4 +123,28 @@ async def test_error_after_a_tool_block_started_ends_it(serve: Any, coordinator:
         await provider.complete(ask(tools=True))
     assert_call_lifecycle(coordinator.hooks.events)
     assert coordinator.hooks.named("llm:response")[0]["status"] == "error"
+    await leaks.finish(provider, server)
+
+
+async def test_a_closed_provider_says_so_instead_of_opening_a_new_client(serve: Any) -> None:
+    async def handler(conn: Conn, req: Request) -> None:
+        if req.path.endswith("/models"):
+            await conn.respond(200, {"object": "list", "data": [{"id": "m"}]})
+        else:
+            await stream_text(conn, ["fine"])
+
+    server: FaultyServer = serve(handler)
+    leaks = LeakCheck()
+    # What amplifier-app-cli does for `provider test` and the model picker.
+    provider = make_provider(server.url)
+    assert [m.id for m in await provider.list_models()] == ["m"]
+    assert (await provider.complete(ask())).text == "fine"
+    await provider.close()
+    seen = len(server.requests)
+    with pytest.raises(ConfigurationError, match="closed"):
+        await provider.complete(ask())
+    with pytest.raises(ConfigurationError, match="closed"):
+        await provider.list_models()
+    await provider.close()  # still safe twice
+    assert len(server.requests) == seen
     await leaks.finish(provider, server)
