@@ -5,8 +5,9 @@ them (and HTML gateway pages) into one readable line. Classification is by statu
 then by well-known message text that overrides the status (a context overflow is never
 worth retrying, and llama.cpp reports some client mistakes as HTTP 500).
 
-Messages never contain request headers or the API key: callers may pass `api_key=` and it is
-scrubbed from anything the server echoed back, together with Bearer tokens and sk- keys.
+Messages never contain request headers or the API key: callers pass the secrets (`api_key=`:
+one, several or a Scrubber) and redaction.py scrubs them from anything the server echoed
+back, together with Bearer tokens and sk- keys.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from amplifier_core.llm_errors import (
     AuthenticationError,
     ContextLengthError,
     InvalidRequestError,
+    InvalidToolCallError,
     LLMError,
     LLMTimeoutError,
     NetworkError,
@@ -36,6 +39,11 @@ from amplifier_core.llm_errors import (
     RateLimitError,
     StreamError,
 )
+
+from .redaction import Scrubber, Secrets
+from .reply.arguments import ArgumentsError
+from .reply.assemble import InBandError
+from .reply.response import to_chat_response
 
 try:  # the openai SDK 3.x runs on httpx2; our own client may be plain httpx
     import httpx2
@@ -71,6 +79,16 @@ CONTEXT_OVERFLOW_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("LM Studio", r"tokens to keep from the initial prompt is greater than the context length"),
         # LiteLLM proxy (class name of its exception)
         ("LiteLLM", r"ContextWindowExceeded"),
+        # Ollama with truncation off: "prompt too long; exceeded max context length by N
+        # tokens"
+        ("Ollama", r"exceeded max context length"),
+        # Perplexity 400: type too_many_prompt_tokens, "The total length of all messages is
+        # too long."
+        ("Perplexity", r"too_many_prompt_tokens"),
+        ("Perplexity", r"total length of all messages is too long"),
+        # Mistral: "Prompt contains N tokens, too large for model with M maximum context
+        # length"
+        ("Mistral", r"too large for model with \d+ maximum context length"),
         # generic wording used by several OpenAI-compatible proxies
         ("generic", r"(prompt|input) is too long"),
         ("generic", r"context (window|length) (exceeded|overflow)"),
@@ -96,11 +114,12 @@ _OVERFLOW_SIZES: tuple[re.Pattern[str], ...] = (
     re.compile(r"context length of (\d+) tokens.{0,80}?(\d+) tokens from the input", re.S),
 )
 # Wordings that blame the prompt alone: llama.cpp (which never counts max_tokens against
-# the window), SGLang, LM Studio, Ollama, Bedrock, Perplexity and generic proxies.
+# the window), SGLang, LM Studio, Ollama, Bedrock, Perplexity, Mistral and generic proxies.
 _PROMPT_ONLY_OVERFLOW = re.compile(
     r"exceed_context_size_error|exceeds the available context|is longer than the model"
     r"|tokens to keep from the initial prompt|prompt too long|(?:input|prompt) is too long"
-    r"|too_many_prompt_tokens|total length of all messages is too long",
+    r"|too_many_prompt_tokens|total length of all messages is too long"
+    r"|too large for model with \d+ maximum context length",
     re.IGNORECASE,
 )
 
@@ -137,51 +156,22 @@ _PERMANENT_TEXT = re.compile(
     r"tool|invalid|validation|schema|unsupported|not supported|bad request|template|parse",
     re.IGNORECASE,
 )
-_SECRET_PATTERNS = (
-    re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"),
+
+
+_CONTEXT_OVERFLOW = re.compile(
+    "|".join(f"(?:{pattern.pattern})" for _, pattern in CONTEXT_OVERFLOW_PATTERNS),
+    re.IGNORECASE,
 )
 
 
 def is_context_overflow(text: str) -> bool:
     """True when `text` is one of the known "prompt does not fit" messages."""
-    return any(pattern.search(text) for _, pattern in CONTEXT_OVERFLOW_PATTERNS)
+    return _CONTEXT_OVERFLOW.search(text) is not None
 
 
 def _cap(text: str, limit: int = MAX_DETAIL) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-# The api_key, or several secrets (the key and credential-like header values).
-Secrets = str | tuple[str, ...] | None
-
-
-def _scrub(text: str, api_key: Secrets) -> str:
-    for secret in (api_key,) if isinstance(api_key, str) or api_key is None else api_key:
-        if secret and len(secret) >= 4 and secret != "not-needed":
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    return text
-
-
-def scrub_exception_chain(exc: BaseException | None, api_key: Secrets) -> None:
-    """Scrub secrets from the string args (and SDK `.message`) of `exc` and its causes, in
-    place: they end up in tracebacks when the host logs the mapped error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        try:
-            args = tuple(_scrub(a, api_key) if isinstance(a, str) else a for a in exc.args)
-            if args != exc.args:
-                exc.args = args
-            message = getattr(exc, "message", None)
-            if isinstance(message, str) and _scrub(message, api_key) != message:
-                exc.message = _scrub(message, api_key)  # type: ignore[attr-defined]
-        except Exception:  # an exotic exception type: leave it as it is
-            pass
-        exc = exc.__cause__ or exc.__context__
 
 
 def _compact(obj: object) -> str:
@@ -316,6 +306,94 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+class _Failed:
+    """Any failure status: an HTTP error, or None for an in-band error."""
+
+    def __contains__(self, status: object) -> bool:
+        return status is None or (isinstance(status, int) and status >= 400)
+
+
+FAILED = _Failed()
+_KEY_HINT = "check api_key / CHAT_COMPLETIONS_API_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One classification: when it applies, the kernel error it gives, what to tell."""
+
+    error: type[LLMError]
+    statuses: Container[int | None] = FAILED  # None: an in-band error (no status)
+    pattern: re.Pattern[str] | None = None  # searched in the message and the raw body
+    unless: Container[int | None] = ()
+    hint: str = ""
+    model_hint: str = ""  # appended when the model is known ({model} filled in)
+    retryable: bool | None = None  # None: the error class's own default
+    retry_after: bool = False  # the server's Retry-After goes on the error
+
+    def matches(self, status: int | None, text: str) -> bool:
+        if status not in self.statuses or status in self.unless:
+            return False
+        return self.pattern is None or self.pattern.search(text) is not None
+
+
+# First match wins. Text rules come first where the text overrides the status.
+RULES: tuple[Rule, ...] = (
+    # llama.cpp answers HTTP 500 for both of these client mistakes.
+    Rule(
+        InvalidRequestError,
+        pattern=_ROLES_ALTERNATE,
+        hint="the model's chat template requires strictly alternating user/assistant turns",
+    ),
+    Rule(
+        InvalidRequestError,
+        pattern=_UNSUPPORTED_TOOLS,
+        hint="start llama-server with --jinja to enable tool calling",
+    ),
+    # Never worth retrying, whatever the status (TGI 422, vLLM 400, LM Studio, ...).
+    Rule(
+        ContextLengthError,
+        pattern=_CONTEXT_OVERFLOW,
+        unless=(401, 403, 404, 429),
+        hint="the conversation does not fit the model's context window",
+    ),
+    # In-band errors have no status: the words decide; a mid-stream hiccup is retryable
+    # unless the text blames the request itself.
+    Rule(RateLimitError, statuses=(None,), pattern=_RATE_TEXT, retry_after=True),
+    Rule(ProviderUnavailableError, statuses=(None,), pattern=_PERMANENT_TEXT, retryable=False),
+    Rule(ProviderUnavailableError, statuses=(None,), retryable=True, retry_after=True),
+    Rule(AuthenticationError, statuses=(401,), hint=_KEY_HINT),
+    # LiteLLM proxy with a master key but no database, on an unknown key.
+    Rule(
+        AuthenticationError,
+        statuses=(400,),
+        pattern=_KEY_LOOKUP_FAILED,
+        hint="the LiteLLM proxy could not look up this key (it has no database): "
+        "set api_key / CHAT_COMPLETIONS_API_KEY to the proxy's master key",
+    ),
+    # The Amazon server answers 403 for a missing or wrong key, so name the key too.
+    Rule(AccessDeniedError, statuses=(403,), hint=_KEY_HINT),
+    Rule(
+        NotFoundError,
+        statuses=(404,),
+        hint="check that base_url ends with /v1 (e.g. http://host:8080/v1)",
+        model_hint=" and that model {model!r} exists on the server",
+    ),
+    # A gateway's request timeout: transient like any other timeout.
+    Rule(LLMTimeoutError, statuses=(408,), retry_after=True),
+    Rule(QuotaExceededError, statuses=(429,), pattern=_QUOTA, retry_after=True),
+    Rule(RateLimitError, statuses=(429,), retry_after=True),
+    Rule(
+        InvalidRequestError,
+        statuses=(413,),
+        hint="the request body is too large for the server or a proxy in front of it",
+    ),
+    Rule(InvalidRequestError, statuses=range(400, 500)),
+    # 501: the server does not implement this; waiting will not change that.
+    Rule(ProviderUnavailableError, statuses=(501,), retryable=False),
+    Rule(ProviderUnavailableError, statuses=range(500, 600), retryable=True, retry_after=True),
+)
+
+
 def _classify(
     status: int | None,
     detail: str,
@@ -326,66 +404,17 @@ def _classify(
     model: str | None,
     where: str,
 ) -> LLMError:
-    """Shared status + text rules for HTTP responses and in-band errors."""
-    detail = detail or "no error details"
-    kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}
-
-    def msg(hint: str = "") -> str:
-        return f"{detail} ({where}){'; ' + hint if hint else ''}"
-
+    """The first rule that matches (status, text) makes the error; LLMError otherwise."""
     text = f"{detail}\n{raw}"
-    failed = status is None or status >= 400
-    # Text rules first: these override the status (llama.cpp answers 500 for both).
-    if failed and _ROLES_ALTERNATE.search(text):
-        hint = "the model's chat template requires strictly alternating user/assistant turns"
-        return InvalidRequestError(msg(hint), **kw)
-    if failed and _UNSUPPORTED_TOOLS.search(text):
-        hint = "start llama-server with --jinja to enable tool calling"
-        return InvalidRequestError(msg(hint), **kw)
-    if failed and status not in (401, 403, 404, 429) and is_context_overflow(text):
-        hint = "the conversation does not fit the model's context window"
-        return ContextLengthError(msg(hint), **kw)
-
-    if status is None:
-        if _RATE_TEXT.search(text):
-            return RateLimitError(msg(), retry_after=retry_after, **kw)
-        retryable = not _PERMANENT_TEXT.search(text)
-        return ProviderUnavailableError(msg(), retryable=retryable, retry_after=retry_after, **kw)
-    if status == 401:
-        return AuthenticationError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)
-    if status == 400 and _KEY_LOOKUP_FAILED.search(text):
-        hint = (
-            "the LiteLLM proxy could not look up this key (it has no database): "
-            "set api_key / CHAT_COMPLETIONS_API_KEY to the proxy's master key"
-        )
-        return AuthenticationError(msg(hint), **kw)
-    if status == 403:
-        # The Amazon server answers 403 for a missing or wrong key, so name the key too.
-        return AccessDeniedError(msg("check api_key / CHAT_COMPLETIONS_API_KEY"), **kw)
-    if status == 404:
-        hint = "check that base_url ends with /v1 (e.g. http://host:8080/v1)" + (
-            f" and that model {model!r} exists on the server" if model else ""
-        )
-        return NotFoundError(msg(hint), **kw)
-    if status == 408:
-        # A gateway's request timeout: transient like any other timeout.
-        return LLMTimeoutError(msg(), retry_after=retry_after, **kw)
-    if status == 429:
-        if _QUOTA.search(text):
-            return QuotaExceededError(msg(), retry_after=retry_after, **kw)
-        return RateLimitError(msg(), retry_after=retry_after, **kw)
-    if status == 413:
-        hint = "the request body is too large for the server or a proxy in front of it"
-        return InvalidRequestError(msg(hint), **kw)
-    if 400 <= status < 500:
-        return InvalidRequestError(msg(), **kw)
-    if 500 <= status < 600:
-        # 501: the server does not implement this; waiting will not change that.
-        retryable = status != 501
-        return ProviderUnavailableError(
-            msg(), retryable=retryable, retry_after=retry_after if retryable else None, **kw
-        )
-    return LLMError(msg(), **kw)
+    rule = next((r for r in RULES if r.matches(status, text)), Rule(LLMError))
+    hint = rule.hint + (rule.model_hint.format(model=model) if model else "")
+    message = f"{detail or 'no error details'} ({where}){'; ' + hint if hint else ''}"
+    kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}
+    if rule.retryable is not None:
+        kw["retryable"] = rule.retryable
+    if rule.retry_after:
+        kw["retry_after"] = retry_after
+    return rule.error(message, **kw)
 
 
 def error_from_response(
@@ -399,7 +428,8 @@ def error_from_response(
 ) -> LLMError:
     """Map one failed HTTP response (status, body, headers) to a kernel LLMError."""
     body_text = body_text if isinstance(body_text, str) else ""
-    detail = _scrub(describe_body(_scrub(body_text, api_key)), api_key)
+    scrub = Scrubber.of(api_key).text
+    detail = scrub(describe_body(scrub(body_text)))
     return _classify(
         status,
         detail,
@@ -441,7 +471,7 @@ def error_from_payload(
     validation, schema, ...), retryable otherwise (the server hiccupped mid-stream).
     """
     raw = _compact(payload)
-    detail = _cap(_scrub(_describe_json(payload), api_key))
+    detail = _cap(Scrubber.of(api_key).text(_describe_json(payload)))
     status = _payload_status(payload)
     where = f"in-stream error{f' {status}' if status else ''} from {provider}"
     return _classify(status, detail, raw, None, provider=provider, model=model, where=where)
@@ -496,7 +526,7 @@ def _network_error(
     streaming_started: bool,
 ) -> LLMError:
     name = type(exc).__name__
-    detail = _cap(_scrub(str(exc), api_key)) or name
+    detail = _cap(Scrubber.of(api_key).text(str(exc))) or name
     if "CERTIFICATE_VERIFY_FAILED" in detail:
         detail += "; set verify to a CA bundle path (or false for a trusted local server)"
     elif name == "ConnectError":
@@ -562,74 +592,110 @@ def error_from_exception(
     api_key: Secrets = None,
     streaming_started: bool = False,
 ) -> LLMError:
-    """Map an httpx/httpx2/openai/asyncio exception to an LLMError with __cause__ set.
+    """The one error boundary: whatever a request raised, as a kernel LLMError.
 
-    `streaming_started=True` turns connection failures into StreamError (the response had
-    begun; the kernel retries those as interrupted streams).
+    HTTP statuses (openai SDK, httpx), in-band errors the assembler found, unusable tool
+    arguments, timeouts and transport failures; `__cause__` is the original, scrubbed of
+    secrets (tracebacks print it). `streaming_started=True` turns connection failures into
+    StreamError (the response had begun; the kernel retries those as interrupted streams).
     """
-    err: LLMError
     if isinstance(exc, LLMError):
         return exc
-    if openai is not None and isinstance(exc, openai.APIStatusError):
-        err = error_from_response(
-            int(exc.status_code),
-            _status_error_body(exc),
-            _status_error_headers(exc),
-            provider=provider,
-            model=model,
-            api_key=api_key,
+    # The original becomes __cause__, printed with every traceback: a server that echoed
+    # the key back must not get it into the host's logs that way.
+    scrubber = Scrubber.of(api_key)
+    scrubber.exception_chain(exc)
+    where = {"provider": provider, "model": model}
+    err = (
+        _from_status(exc, api_key=scrubber, **where)
+        or _from_reply(exc, api_key=scrubber, **where)
+        or _from_connection(
+            exc, timeout=timeout, api_key=scrubber, streaming_started=streaming_started, **where
         )
-    elif openai is not None and isinstance(exc, openai.APITimeoutError):
-        inner = next((e for e in _chain(exc)[1:] if isinstance(e, _timeout_types())), exc)
-        err = _timeout_error(inner, provider=provider, model=model, timeout=timeout)
-    elif openai is not None and isinstance(exc, openai.APIConnectionError):
-        # The SDK wraps the real httpx error; a read timeout inside is still a timeout.
-        chain = _chain(exc)[1:]
-        inner_timeout = next((e for e in chain if isinstance(e, _timeout_types())), None)
-        inner = next((e for e in chain if isinstance(e, _transport_types())), None)
-        if inner_timeout is not None:
-            err = _timeout_error(inner_timeout, provider=provider, model=model, timeout=timeout)
-        else:
-            err = _network_error(
-                inner or exc,
-                provider=provider,
-                model=model,
-                api_key=api_key,
-                streaming_started=streaming_started,
-            )
-    elif isinstance(exc, _timeout_types()):
-        err = _timeout_error(exc, provider=provider, model=model, timeout=timeout)
-    elif isinstance(exc, _transport_types()):
-        err = _network_error(
-            exc,
-            provider=provider,
-            model=model,
-            api_key=api_key,
-            streaming_started=streaming_started,
-        )
-    elif isinstance(getattr(exc, "response", None), httpx.Response | _httpx2_response()):
-        response: Any = exc.response  # httpx.HTTPStatusError from raise_for_status()
-        try:
-            body = response.text
-        except Exception:
-            body = ""
-        err = error_from_response(
-            response.status_code,
-            body,
-            _status_error_headers(exc),
-            provider=provider,
-            model=model,
-            api_key=api_key,
-        )
-    else:
-        detail = _cap(_scrub(str(exc), api_key))
-        err = LLMError(
-            f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__,
-            provider=provider,
-            model=model,
-        )
+        or _unknown(exc, api_key=scrubber, **where)
+    )
     err.__cause__ = exc
     return err
+
+
+def _from_status(
+    exc: BaseException, *, provider: str, model: str | None, api_key: Secrets
+) -> LLMError | None:
+    """An HTTP error status: the SDK's APIStatusError or httpx's raise_for_status()."""
+    if openai is not None and isinstance(exc, openai.APIStatusError):
+        status, body = int(exc.status_code), _status_error_body(exc)
+    elif isinstance(getattr(exc, "response", None), httpx.Response | _httpx2_response()):
+        response: Any = exc.response  # type: ignore[attr-defined]
+        try:
+            status, body = response.status_code, response.text
+        except Exception:
+            status, body = response.status_code, ""
+    else:
+        return None
+    headers = _status_error_headers(exc)
+    return error_from_response(
+        status, body, headers, provider=provider, model=model, api_key=api_key
+    )
+
+
+def _from_reply(
+    exc: BaseException, *, provider: str, model: str | None, api_key: Secrets
+) -> LLMError | None:
+    """What the assembler found wrong in a 200 reply: an in-band error or bad arguments."""
+    if isinstance(exc, InBandError):
+        return error_from_payload(exc.payload, provider=provider, model=model, api_key=api_key)
+    if not isinstance(exc, ArgumentsError):
+        return None
+    err = InvalidToolCallError(
+        Scrubber.of(api_key).text(str(exc)),
+        tool_name=exc.tool_name,
+        raw_arguments=exc.raw,
+        provider=provider,
+        model=model,
+    )
+    partial = exc.partial
+    # The turn's text, thinking and good calls survive a bad call.
+    err.partial_response = (  # type: ignore[attr-defined]
+        None
+        if partial is None
+        else to_chat_response(partial, provider_name=provider, model=partial.model or model)
+    )
+    return err
+
+
+def _from_connection(
+    exc: BaseException,
+    *,
+    provider: str,
+    model: str | None,
+    timeout: float | None,
+    api_key: Secrets,
+    streaming_started: bool,
+) -> LLMError | None:
+    """Timeouts and transport failures, also when the openai SDK wraps them."""
+    wrapped = openai is not None and isinstance(exc, openai.APIConnectionError)
+    chain = _chain(exc) if wrapped else [exc]  # the SDK keeps the httpx error as a cause
+    timed_out = next((e for e in chain if isinstance(e, _timeout_types())), None)
+    if timed_out is None and openai is not None and isinstance(exc, openai.APITimeoutError):
+        timed_out = exc
+    if timed_out is not None:
+        return _timeout_error(timed_out, provider=provider, model=model, timeout=timeout)
+    failed = next((e for e in chain if isinstance(e, _transport_types())), None)
+    if failed is None and not wrapped:
+        return None
+    return _network_error(
+        failed or exc,
+        provider=provider,
+        model=model,
+        api_key=api_key,
+        streaming_started=streaming_started,
+    )
+
+
+def _unknown(exc: BaseException, *, provider: str, model: str | None, api_key: Secrets) -> LLMError:
+    detail = _cap(Scrubber.of(api_key).text(str(exc)))
+    text = f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__
+    return LLMError(text, provider=provider, model=model)
 
 
 def _httpx2_response() -> type:

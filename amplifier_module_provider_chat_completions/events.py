@@ -7,11 +7,11 @@ Payload shapes follow the host's contract (see AMPLIFIER.md): the usage keys in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from amplifier_core.utils import redact_secrets
 
+from .redaction import Scrubber
 from .reply.assemble import BlockEvent
 
 logger = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ LLM_REQUEST = "llm:request"
 LLM_RESPONSE = "llm:response"
 PROVIDER_RETRY = "provider:retry"
 TOOL_SEQUENCE_REPAIRED = "provider:tool_sequence_repaired"
+PROMPT_PROGRESS = "provider:prompt_progress"
 STREAM_BLOCK_START = "llm:stream_block_start"
 STREAM_BLOCK_DELTA = "llm:stream_block_delta"
 STREAM_BLOCK_END = "llm:stream_block_end"
@@ -31,6 +32,7 @@ OUR_EVENTS: tuple[str, ...] = (
     LLM_RESPONSE,
     PROVIDER_RETRY,
     TOOL_SEQUENCE_REPAIRED,
+    PROMPT_PROGRESS,
     STREAM_BLOCK_START,
     STREAM_BLOCK_DELTA,
     STREAM_BLOCK_END,
@@ -54,16 +56,15 @@ class EventSink:
     """Emits events to the coordinator's hooks; a no-op without a coordinator.
 
     A failing hook must never fail a completion, so emission errors are logged and
-    swallowed. Secrets given at construction are scrubbed from every string payload.
+    swallowed. Raw payloads go through `redact` before they are emitted.
     """
 
-    __slots__ = ("_emit", "_secrets")
+    __slots__ = ("_emit", "_scrubber")
 
-    def __init__(self, coordinator: Any, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, coordinator: Any, scrubber: Scrubber | None = None) -> None:
         hooks = getattr(coordinator, "hooks", None) if coordinator is not None else None
         self._emit = getattr(hooks, "emit", None)
-        # Short or placeholder values would scrub ordinary words; only real secrets.
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 8 and s != "not-needed")
+        self._scrubber = scrubber or Scrubber()
 
     @property
     def active(self) -> bool:
@@ -78,24 +79,21 @@ class EventSink:
             logger.warning("hook for %s failed", name, exc_info=True)
 
     def redact(self, value: Any) -> Any:
-        """Redact secret-named keys and scrub literal secret values."""
-        return scrub(redact_secrets(value), self._secrets)
+        """Redact secret-named keys (the kernel's rule), then scrub secret values (ours)."""
+        return self._scrubber.value(redact_secrets(value))
 
 
-def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Replace literal occurrences of any secret in nested strings."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, "[REDACTED]")
-        return value
-    if isinstance(value, Mapping):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v, secrets) for v in value]
-    return value
+_PROGRESS_KEYS = ("processed", "total", "cache", "time_ms")
+
+
+def progress_payload(progress: object) -> dict[str, Any]:
+    """The numbers of a llama.cpp prompt_progress object (processed, total, cache, time_ms);
+    anything else in it, or of another type, is left out."""
+    if type(progress) is not dict:
+        return {}
+    return {
+        key: value for key in _PROGRESS_KEYS if type(value := progress.get(key)) in (int, float)
+    }
 
 
 def usage_payload(usage: Any) -> dict[str, Any]:
@@ -173,15 +171,17 @@ class StreamEmitter:
                     {"request_id": rid, "block_index": index, "block_type": ev.block_type},
                 )
 
-    async def aborted(self, error: BaseException) -> None:
-        """Only after a partial emit: tells the UI to discard what it showed."""
+    async def abandon(self, error: BaseException, closing: list[BlockEvent]) -> None:
+        """The attempt failed (or was cancelled): after a delta the UI discards what it
+        showed (llm:stream_aborted); before one, the blocks that started are ended."""
         if not self.emitted_delta:
+            await self.emit(closing)
             return
+        self.emitted_delta = False
         await self._sink.emit(
             STREAM_ABORTED,
             {
                 "request_id": self._request_id,
-                "error": {"type": type(error).__name__, "msg": str(error)},
+                "error": {"type": type(error).__name__, "msg": str(error) or type(error).__name__},
             },
         )
-        self.emitted_delta = False

@@ -13,13 +13,15 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from amplifier_core.llm_errors import (
     ConfigurationError,
     ContextLengthError,
     InvalidRequestError,
-    InvalidToolCallError,
     LLMError,
     LLMTimeoutError,
     ProviderUnavailableError,
@@ -38,21 +40,14 @@ from .config import (
     parse_config,
     wizard_fields,
 )
-from .errors import (
-    describe_body,
-    error_from_exception,
-    error_from_payload,
-    prompt_overflows,
-    scrub_exception_chain,
-)
-from .events import EventSink, StreamEmitter, usage_payload
-from .reply.arguments import ArgumentsError
-from .reply.assemble import InBandError, ResponseAssembler
+from .errors import describe_body, error_from_exception, prompt_overflows
+from .events import EventSink, StreamEmitter, progress_payload, usage_payload
+from .redaction import Scrubber
+from .reply.assemble import ResponseAssembler
 from .reply.cost import SessionCost
 from .reply.response import to_chat_response
 from .reply.sse import iter_sse_batches
 from .request.convert import ConversionError, build_request_body, dumps_body
-from .request.templates import is_mistral_family, rewrite_tool_ids_for_mistral
 from .request.tool_sequence import repair_tool_sequence
 from .server.models import output_limit, parse_model_list
 from .server.profiles import ServerProfile, apply_profile
@@ -162,11 +157,13 @@ class ChatCompletionsProvider:
         self.priority = self.config.priority
         # The key and credential-like header values: scrubbed from events and errors even
         # when a server echoes them back.
-        self._secrets: tuple[str, ...] = (
-            self.config.api_key,
-            *(v for k, v in self.config.headers.items() if _SECRET_HEADER.search(k)),
+        self._scrubber = Scrubber(
+            (
+                self.config.api_key,
+                *(v for k, v in self.config.headers.items() if _SECRET_HEADER.search(k)),
+            )
         )
-        self._events = EventSink(coordinator, secrets=self._secrets)
+        self._events = EventSink(coordinator, self._scrubber)
         insecure_host = insecure_key_host(self.config)
         if insecure_host is not None:
             logger.warning(
@@ -176,6 +173,7 @@ class ChatCompletionsProvider:
                 insecure_host,
             )
         self._transport: Transport | None = None
+        self._closed = False
         self._session_cost = SessionCost()
         # Detected once, healed as we go; asks the server through self._client().
         self._awareness = ServerAwareness(self.config, self._client)
@@ -216,6 +214,12 @@ class ChatCompletionsProvider:
     # -- lifecycle --------------------------------------------------------------------
 
     def _client(self) -> Transport:
+        if self._closed:
+            raise ConfigurationError(
+                f"the provider {self.name!r} was closed (its session ended, or close() was "
+                "called); create or mount a new one to send requests",
+                provider=self.name,
+            )
         if self._transport is None:
             if not self.config.base_url:
                 raise ConfigurationError(
@@ -241,7 +245,12 @@ class ChatCompletionsProvider:
             self._awareness.start_discovery()
 
     async def close(self) -> None:
-        """Stop discovery and close the HTTP client; safe to call twice, bounded in time."""
+        """Stop discovery and close the HTTP client; safe to call twice, bounded in time.
+
+        A closed provider refuses requests (ConfigurationError) rather than quietly opening
+        a new client that nothing would close.
+        """
+        self._closed = True
         await self._awareness.stop_discovery()
         transport, self._transport = self._transport, None
         if transport is not None:
@@ -306,9 +315,10 @@ class ChatCompletionsProvider:
         """Detection, context windows and healing state (the doctor probes through it)."""
         return self._awareness
 
-    async def server_profile(self) -> ServerProfile:
-        """The server's profile (config `server`, else detected once) plus healed changes."""
-        return await self._awareness.profile()
+    async def server_profile(self, model: str | None = None) -> ServerProfile:
+        """The profile requests for `model` (default: the configured one) are shaped by:
+        the server's (config `server`, else detected once), the model's traits, its fixes."""
+        return await self._awareness.profile(model or self.config.default_model)
 
     # -- completion -------------------------------------------------------------------
 
@@ -316,23 +326,37 @@ class ChatCompletionsProvider:
         return list(response.tool_calls or [])
 
     async def complete(self, request: ChatRequest, **kwargs: Any) -> ChatResponse:
-        """One chat completion.
+        """One chat completion: build the body, then send it in layers (deadline ->
+        healing -> retrying -> one attempt -> read stream / read body).
 
         Keyword arguments the host passes beside the request (loop-streaming's goal loop:
         `model=`, a routing role's `reasoning_effort=`) fill what the request leaves
-        unset; others (`extended_thinking=`) are accepted and ignored.
+        unset; others (`extended_thinking=`) are accepted and ignored. However the call
+        ends, its llm:request gets its llm:response ("ok", "error" or "cancelled").
         """
         request = _with_kwargs(request, kwargs)
-        cfg = self.config
         transport = self._client()
-        metadata = request.metadata or {}
-        stream = cfg.use_streaming and metadata.get("stream") is not False
-        model = request.model or cfg.default_model
-        profile = await self.server_profile()
-        max_tokens = self._output_limit(request, model, await self._window(model, profile))
-
+        model = request.model or self.config.default_model
+        profile = await self.server_profile(model)
+        limit = self._output_limit(request, model, await self._window(model, profile))
+        stream = self.config.use_streaming and (request.metadata or {}).get("stream") is not False
+        body = await self._request_body(request, model, stream, limit)
+        call = self._new_call(model, stream, request.timeout)
+        await self._emit_request(call, body, profile)
         try:
-            body = build_request_body(request, cfg, stream=stream, max_tokens=max_tokens)
+            response = await self._within_deadline(transport, call, request, body, profile)
+        except BaseException as exc:
+            await self._emit_failure(call, exc)
+            raise
+        await self._emit_success(call, response)
+        return response
+
+    async def _request_body(
+        self, request: ChatRequest, model: str, stream: bool, max_tokens: int
+    ) -> dict[str, Any]:
+        """The wire body before server shaping, tool sequence repaired (reported)."""
+        try:
+            body = build_request_body(request, self.config, stream=stream, max_tokens=max_tokens)
             body["messages"], repaired, dropped = repair_tool_sequence(body["messages"])
         except ConversionError as exc:
             # Names the message index; never retried (the same history fails the same way).
@@ -353,92 +377,218 @@ class ChatCompletionsProvider:
                     "repaired_tool_ids": [*repaired, *dropped],
                 },
             )
-        sent = self._shape(body, profile, model)
-        content = dumps_body(sent)
+        return body
 
+    def _new_call(self, model: str, stream: bool, timeout: float | None) -> _Call:
         request_id = uuid.uuid4().hex
-        request_event: dict[str, Any] = {
-            "provider": self.name,
-            "model": model,
-            "request_id": request_id,
-            "message_count": len(body["messages"]),
-            "tool_count": len(body.get("tools") or ()),
-            "stream": stream,
-        }
-        if cfg.raw:
-            request_event["raw"] = self._events.redact(sent)
-        await self._events.emit(ev.LLM_REQUEST, request_event)
-
-        emitter = (
-            StreamEmitter(self._events, request_id) if stream and self._events.active else None
+        active = stream and self._events.active
+        loop_now = asyncio.get_running_loop().time()
+        return _Call(
+            model=model,
+            request_id=request_id,
+            stream=stream,
+            started=time.monotonic(),
+            timeout=timeout,
+            deadline=None if timeout is None else loop_now + timeout,
+            emitter=StreamEmitter(self._events, request_id) if active else None,
         )
 
-        async def attempt() -> ChatResponse:
-            offered = _tool_names(sent)  # what the model was offered, after healing
+    async def _within_deadline(
+        self,
+        transport: Transport,
+        call: _Call,
+        request: ChatRequest,
+        body: dict[str, Any],
+        profile: ServerProfile,
+    ) -> ChatResponse:
+        """The healing send, bounded by the request's own timeout (the whole call)."""
+        try:
+            async with asyncio.timeout_at(call.deadline) as scope:
+                return await self._healing(transport, call, request, body, profile)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise self._deadline_error(call) from exc
+
+    def _deadline_error(self, call: _Call) -> LLMTimeoutError:
+        return LLMTimeoutError(
+            f"request did not finish within its timeout of {call.timeout} s",
+            provider=self.name,
+            model=call.model,
+        )
+
+    async def _healing(
+        self,
+        transport: Transport,
+        call: _Call,
+        request: ChatRequest,
+        body: dict[str, Any],
+        profile: ServerProfile,
+    ) -> ChatResponse:
+        """Resend once per fix a rejection teaches (remembered for the model), and once
+        without our default max_tokens when that is what overflowed the window."""
+        healed: list[Fix] = []
+        while True:
+            sent = apply_profile(body, profile)
             try:
-                if stream:
-                    return await self._stream_once(
-                        transport, content, model, emitter, offered=offered
-                    )
-                return await self._post_once(transport, content, model, offered=offered)
+                response = await self._retrying(transport, call, sent, profile)
+            except ContextLengthError as err:
+                if not self._own_limit_overflowed(err, request, body):
+                    raise
+                body = {k: v for k, v in body.items() if k != "max_tokens"}
+                continue
+            except InvalidRequestError as err:
+                healed.append(self._awareness.heal(err, sent, profile, len(healed), call.model))
+                profile = await self.server_profile(call.model)
+                continue
+            response.degradation = response.degradation or self._awareness.degradation(
+                body, sent, healed, call.model
+            )
+            return response
+
+    async def _retrying(
+        self, transport: Transport, call: _Call, sent: dict[str, Any], profile: ServerProfile
+    ) -> ChatResponse:
+        """Attempts under the kernel's backoff policy, with our fail-fast rules."""
+        body = _SentBody.of(sent)
+
+        async def attempt() -> ChatResponse:
+            try:
+                return await self._attempt(transport, call, body)
             except LLMError as err:
                 self._fail_fast_on_long_retry_after(err)
-                self._fail_fast_on_broken_tool_path(err, profile, offered)
+                self._fail_fast_on_broken_tool_path(err, profile, body.offered)
                 raise
 
-        started = time.monotonic()
+        return await retry_with_backoff(
+            attempt, self._retry_config(), on_retry=self._on_retry(call.model)
+        )
+
+    async def _attempt(self, transport: Transport, call: _Call, body: _SentBody) -> ChatResponse:
+        """One HTTP exchange; its scope owns the stream's lifecycle and the errors."""
+        assembler = self._assembler(body.offered)
+        async with self._attempt_scope(call, assembler) as scope:
+            async with transport.post_stream(CHAT_PATH, body.content) as http_response:
+                scope.began = True
+                if call.stream and not _whole_body(http_response.headers):
+                    done = await self._read_stream(http_response, assembler, call, body)
+                    await self._end_stream(assembler, call, done)
+                else:
+                    self._read_body(await http_response.aread(), assembler, call.model)
+            return self._finish(assembler, call.model, http_response.headers)
+
+    @asynccontextmanager
+    async def _attempt_scope(
+        self, call: _Call, assembler: ResponseAssembler
+    ) -> AsyncIterator[_AttemptScope]:
+        """However an attempt ends, what it raises is an LLMError (or the cancellation)
+        and every block its stream started is ended or withdrawn from the UI."""
+        emitter = call.emitter
+        if emitter is not None:
+            emitter.new_attempt()
+        scope = _AttemptScope()
         try:
-            async with asyncio.timeout(request.timeout):
-                healed: list[Fix] = []
-                while True:
-                    try:
-                        response = await retry_with_backoff(
-                            attempt, self._retry_config(), on_retry=self._on_retry(model)
-                        )
-                        break
-                    except ContextLengthError as err:
-                        if not self._own_limit_overflowed(err, request, body):
-                            raise
-                        # Our default output limit did not fit beside this prompt: resend
-                        # once without it, so the server allows what room there is.
-                        body = {k: v for k, v in body.items() if k != "max_tokens"}
-                        sent = self._shape(body, profile, model)
-                        content = dumps_body(sent)
-                    except InvalidRequestError as err:
-                        # Self-healing: resend once per distinct fix the rejection allows.
-                        healed.append(self._awareness.heal(err, sent, profile, len(healed)))
-                        profile = await self.server_profile()
-                        sent = self._shape(body, profile, model)
-                        content = dumps_body(sent)
-                response.degradation = response.degradation or self._awareness.degradation(
-                    body, sent, healed
-                )
-        except TimeoutError as exc:
-            err = LLMTimeoutError(
-                f"request did not finish within its timeout of {request.timeout} s",
+            yield scope
+        except BaseException as exc:
+            err = (
+                exc
+                if isinstance(exc, LLMError | asyncio.CancelledError)
+                else self._map_exception(exc, call.model, streaming_started=scope.began)
+            )
+            if emitter is not None:
+                # Text held back as a possible tool call is not shown for a failed reply.
+                await emitter.abandon(self._ending(call, err), assembler.close(flush=False))
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _ending(self, call: _Call, exc: BaseException) -> BaseException:
+        """What ended a call, as the UI should hear it: a cancellation by our own
+        deadline is the request timeout."""
+        deadline = call.deadline
+        if not isinstance(exc, asyncio.CancelledError) or deadline is None:
+            return exc
+        expired = asyncio.get_running_loop().time() >= deadline
+        return self._deadline_error(call) if expired else exc
+
+    async def _read_stream(
+        self,
+        http_response: httpx.Response,
+        assembler: ResponseAssembler,
+        call: _Call,
+        body: _SentBody,
+    ) -> bool:
+        """Feed the SSE body to the assembler, emitting block events as they form and
+        prompt progress as it is reported.
+
+        True when the stream ended with [DONE], False at the end of the body.
+        """
+        emitter = call.emitter
+        watch_progress = body.progress and self._events.active
+        raw_decode = _JSON.raw_decode
+        feed_chunk = assembler.feed_chunk
+        # One async step per network read, not per line: see iter_sse_batches.
+        batches = iter_sse_batches(http_response.aiter_bytes())
+        async for batch in batches:
+            for data in batch:
+                if data == "[DONE]":
+                    await _drain(batches)
+                    return True
+                # raw_decode skips json.loads' wrapper layers and two regex scans (a fifth
+                # of the per-chunk CPU); _parse_chunk handles the rest.
+                try:
+                    chunk, end = raw_decode(data)
+                except ValueError:
+                    end = -1
+                if end != len(data):
+                    chunk = self._parse_chunk(data, call.model)
+                block_events = feed_chunk(chunk)
+                if block_events:
+                    if emitter is not None:
+                        await emitter.emit(block_events)
+                elif watch_progress and type(chunk) is dict and "prompt_progress" in chunk:
+                    await self._emit_progress(call, chunk["prompt_progress"])
+        return False
+
+    async def _end_stream(self, assembler: ResponseAssembler, call: _Call, done: bool) -> None:
+        """A stream is complete with a finish_reason or with [DONE] (several hosted servers
+        send no finish_reason); without either it was cut off."""
+        if not assembler.saw_finish and not done:
+            raise StreamError(
+                "the stream ended before the server finished the response (no "
+                "finish_reason, no [DONE]): the reply is truncated, usually because the "
+                "server failed or the connection dropped",
+                provider=self.name,
+                model=call.model,
+            )
+        closing = assembler.close(complete=done)
+        if closing and call.emitter is not None:
+            await call.emitter.emit(closing)
+
+    def _read_body(self, raw: bytes, assembler: ResponseAssembler, model: str) -> None:
+        """A whole JSON reply: the server answered without streaming (or ignored
+        stream=true), or a proxy answered 200 with a page, which is reported as such."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ProviderUnavailableError(
+                "the server answered 200 but the body is not JSON: "
+                f"{describe_body(raw.decode('utf-8', 'replace'))}",
                 provider=self.name,
                 model=model,
-            )
-            await self._emit_response_error(model, request_id, started, err)
-            raise err from exc
-        except LLMError as err:
-            await self._emit_response_error(model, request_id, started, err)
-            raise
+                status_code=200,
+            ) from None
+        assembler.feed_body(body)
 
-        self._session_cost.add(response.usage.cost_usd if response.usage else None)
-        response_event: dict[str, Any] = {
-            "provider": self.name,
-            "model": model,
-            "request_id": request_id,
-            "status": "ok",
-            "duration_ms": round((time.monotonic() - started) * 1000),
-            "usage": usage_payload(response.usage),
-            "finish_reason": response.finish_reason,
-        }
-        if cfg.raw:
-            response_event["raw"] = self._events.redact(response.model_dump(mode="json"))
-        await self._events.emit(ev.LLM_RESPONSE, response_event)
-        return response
+    def _parse_chunk(self, data: str, model: str) -> Any:
+        try:
+            return json.loads(data)  # surrounding whitespace
+        except ValueError:
+            raise StreamError(
+                f"the server sent a stream chunk that is not JSON: {data[:120]!r}",
+                provider=self.name,
+                model=model,
+            ) from None
 
     async def _window(self, model: str, profile: ServerProfile) -> int | None:
         """The model's context window, learned once per model and bounded in time."""
@@ -476,135 +626,14 @@ class ChatCompletionsProvider:
             and prompt_overflows(str(err)) is not True
         )
 
-    async def _post_once(
-        self,
-        transport: Transport,
-        content: bytes,
-        model: str,
-        *,
-        offered: frozenset[str] = frozenset(),
-    ) -> ChatResponse:
-        try:
-            async with transport.post_stream(CHAT_PATH, content) as http_response:
-                raw = await http_response.aread()
-            body = self._parse_json_body(raw, model)
-            if isinstance(body, dict) and body.get("error") and not body.get("choices"):
-                raise InBandError(body)
-            assembler = self._assembler(offered)
-            assembler.feed_body(body)
-            return self._finish(assembler, model, http_response.headers)
-        except LLMError:
-            raise
-        except Exception as exc:
-            raise self._map_exception(exc, model) from exc
-
-    async def _stream_once(
-        self,
-        transport: Transport,
-        content: bytes,
-        model: str,
-        emitter: StreamEmitter | None,
-        *,
-        offered: frozenset[str] = frozenset(),
-    ) -> ChatResponse:
-        assembler = self._assembler(offered)
-        if emitter is not None:
-            emitter.new_attempt()
-        got_chunk = False  # a drop after the first chunk is a StreamError, not NetworkError
-        try:
-            async with transport.post_stream(CHAT_PATH, content) as http_response:
-                content_type = http_response.headers.get("content-type", "")
-                whole_body = "json" in content_type or "html" in content_type
-                if whole_body and "event-stream" not in content_type:
-                    # The server ignored stream=true and answered with one JSON body, or a
-                    # proxy answered 200 with an HTML page: report the page, not "truncated".
-                    body = self._parse_json_body(await http_response.aread(), model)
-                    if isinstance(body, dict) and body.get("error") and not body.get("choices"):
-                        raise InBandError(body)
-                    assembler.feed_body(body)
-                    return self._finish(assembler, model, http_response.headers)
-                raw_decode = _JSON.raw_decode
-                feed_chunk = assembler.feed_chunk
-                done = False
-                # One async step per network read, not per line: see iter_sse_batches.
-                batches = iter_sse_batches(http_response.aiter_bytes())
-                async for batch in batches:
-                    for data in batch:
-                        if data == "[DONE]":
-                            done = True
-                            break
-                        # raw_decode skips json.loads' wrapper layers and two regex scans
-                        # (a fifth of the per-chunk CPU); json.loads handles the rest.
-                        try:
-                            chunk, end = raw_decode(data)
-                        except ValueError:
-                            end = -1
-                        if end != len(data):
-                            try:
-                                chunk = json.loads(data)  # surrounding whitespace
-                            except ValueError:
-                                raise StreamError(
-                                    "the server sent a stream chunk that is not JSON: "
-                                    f"{data[:120]!r}",
-                                    provider=self.name,
-                                    model=model,
-                                ) from None
-                        got_chunk = True
-                        block_events = feed_chunk(chunk)
-                        if block_events and emitter is not None:
-                            await emitter.emit(block_events)
-                    if done:
-                        break
-                if done:
-                    await _drain(batches)
-            if not assembler.saw_finish:
-                raise StreamError(
-                    "the stream ended before the server finished the response (no "
-                    "finish_reason): the reply is truncated, usually because the server "
-                    "failed or the connection dropped",
-                    provider=self.name,
-                    model=model,
-                )
-            closing = assembler.close()
-            if closing and emitter is not None:
-                await emitter.emit(closing)
-            return self._finish(assembler, model, http_response.headers)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            err = (
-                exc
-                if isinstance(exc, LLMError)
-                else self._map_exception(exc, model, streaming_started=got_chunk)
-            )
-            if emitter is not None:
-                if emitter.emitted_delta:
-                    await emitter.aborted(err)
-                else:
-                    # Close blocks that started (a tool_use start) without deltas; text held
-                    # back as a possible tool call is not shown for a failed reply.
-                    await emitter.emit(assembler.close(flush=False))
-            if err is exc:
-                raise
-            raise err from exc
-
     def _assembler(self, offered: frozenset[str]) -> ResponseAssembler:
         return ResponseAssembler(offered_tools=offered, think_tags=self.config.think_tags)
 
-    def _shape(self, body: dict[str, Any], profile: ServerProfile, model: str) -> dict[str, Any]:
-        """The body as this server gets it: profile reshaping, then tool-call ids."""
-        sent = apply_profile(body, profile, removed=self._awareness.removed_fields())
-        if profile.tool_id_style == "mistral9" or is_mistral_family(model):
-            # Mistral tokenizers (vLLM) accept only 9-alphanumeric ids in history. Only the
-            # wire copy changes: Amplifier keeps the ids it gave, and the response's ids
-            # are the server's own.
-            messages, mapping = rewrite_tool_ids_for_mistral(sent["messages"])
-            if mapping:
-                sent = {**sent, "messages": messages}
-        return sent
-
     def _finish(
-        self, assembler: ResponseAssembler, model: str, headers: Mapping[str, str]
+        self,
+        assembler: ResponseAssembler,
+        model: str,
+        headers: Mapping[str, str],
     ) -> ChatResponse:
         result = assembler.result()
         return to_chat_response(
@@ -615,53 +644,15 @@ class ChatCompletionsProvider:
             pricing=self.config.pricing,
         )
 
-    def _parse_json_body(self, raw: bytes, model: str) -> Any:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ProviderUnavailableError(
-                "the server answered 200 but the body is not JSON: "
-                f"{describe_body(raw.decode('utf-8', 'replace'))}",
-                provider=self.name,
-                model=model,
-                status_code=200,
-            ) from None
-
     def _map_exception(
         self, exc: BaseException, model: str, *, streaming_started: bool = False
     ) -> LLMError:
-        if isinstance(exc, LLMError):
-            return exc
-        api_key = self._secrets
-        # The original becomes __cause__, printed with every traceback: a server that
-        # echoed the key back must not get it into the host's logs that way.
-        scrub_exception_chain(exc, api_key)
-        if isinstance(exc, InBandError):
-            return error_from_payload(exc.payload, provider=self.name, model=model, api_key=api_key)
-        if isinstance(exc, ArgumentsError):
-            err = InvalidToolCallError(
-                str(exc),
-                tool_name=exc.tool_name,
-                raw_arguments=exc.raw,
-                provider=self.name,
-                model=model,
-            )
-            partial = exc.partial
-            # The turn's text, thinking and good calls survive a bad call.
-            err.partial_response = (  # type: ignore[attr-defined]
-                None
-                if partial is None
-                else to_chat_response(
-                    partial, provider_name=self.name, model=partial.model or model
-                )
-            )
-            return err
         return error_from_exception(
             exc,
             provider=self.name,
             model=model,
             timeout=self.config.timeout,
-            api_key=api_key,
+            api_key=self._scrubber,
             streaming_started=streaming_started,
         )
 
@@ -729,18 +720,91 @@ class ChatCompletionsProvider:
 
         return on_retry
 
-    async def _emit_response_error(
-        self, model: str, request_id: str, started: float, err: LLMError
+    # -- call events ------------------------------------------------------------------
+
+    async def _emit_request(
+        self, call: _Call, body: Mapping[str, Any], profile: ServerProfile
     ) -> None:
-        await self._events.emit(
-            ev.LLM_RESPONSE,
-            {
-                "provider": self.name,
-                "model": model,
-                "request_id": request_id,
-                "status": "error",
-                "duration_ms": round((time.monotonic() - started) * 1000),
-                "usage": {},
-                "error": {"type": type(err).__name__, "msg": str(err)},
-            },
-        )
+        payload: dict[str, Any] = {
+            "provider": self.name,
+            "model": call.model,
+            "request_id": call.request_id,
+            "message_count": len(body["messages"]),
+            "tool_count": len(body.get("tools") or ()),
+            "stream": call.stream,
+        }
+        if self.config.raw:
+            payload["raw"] = self._events.redact(apply_profile(body, profile))
+        await self._events.emit(ev.LLM_REQUEST, payload)
+
+    async def _emit_progress(self, call: _Call, progress: object) -> None:
+        payload = {"provider": self.name, "model": call.model, "request_id": call.request_id}
+        payload.update(progress_payload(progress))
+        await self._events.emit(ev.PROMPT_PROGRESS, payload)
+
+    def _response_event(self, call: _Call, status: str) -> dict[str, Any]:
+        return {
+            "provider": self.name,
+            "model": call.model,
+            "request_id": call.request_id,
+            "status": status,
+            "duration_ms": round((time.monotonic() - call.started) * 1000),
+            "usage": {},
+        }
+
+    async def _emit_success(self, call: _Call, response: ChatResponse) -> None:
+        self._session_cost.add(response.usage.cost_usd if response.usage else None)
+        payload = self._response_event(call, "ok")
+        payload["usage"] = usage_payload(response.usage)
+        payload["finish_reason"] = response.finish_reason
+        if self.config.raw:
+            payload["raw"] = self._events.redact(response.model_dump(mode="json"))
+        await self._events.emit(ev.LLM_RESPONSE, payload)
+
+    async def _emit_failure(self, call: _Call, exc: BaseException) -> None:
+        """Before the error (or the cancellation) propagates; never replaces it."""
+        if isinstance(exc, asyncio.CancelledError):
+            await self._events.emit(ev.LLM_RESPONSE, self._response_event(call, "cancelled"))
+            return
+        payload = self._response_event(call, "error")
+        payload["error"] = {"type": type(exc).__name__, "msg": str(exc)}
+        await self._events.emit(ev.LLM_RESPONSE, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One complete() call: what each layer of the send path needs, passed explicitly."""
+
+    model: str
+    request_id: str
+    stream: bool
+    started: float  # time.monotonic(), for duration_ms
+    timeout: float | None  # the request's own limit on the whole call, seconds
+    deadline: float | None  # the same as event-loop time
+    emitter: StreamEmitter | None  # None: not streaming, or nobody listens
+
+
+@dataclass(frozen=True, slots=True)
+class _SentBody:
+    """One shaped body as sent, and what its reply is read against."""
+
+    content: bytes
+    offered: frozenset[str]  # tool names the model was offered (salvage looks for these)
+    progress: bool  # prompt-progress chunks were asked for
+
+    @classmethod
+    def of(cls, sent: Mapping[str, Any]) -> _SentBody:
+        return cls(dumps_body(sent), _tool_names(sent), sent.get("return_progress") is True)
+
+
+@dataclass(slots=True)
+class _AttemptScope:
+    began: bool = False  # the response had begun: a dropped connection is a StreamError
+
+
+def _whole_body(headers: Mapping[str, str]) -> bool:
+    """A JSON (or HTML) answer to a streaming request: read it whole."""
+    content_type = headers.get("content-type", "")
+    return ("json" in content_type or "html" in content_type) and (
+        "event-stream" not in content_type
+    )

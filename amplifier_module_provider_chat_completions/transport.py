@@ -20,7 +20,7 @@ import httpx
 import openai
 from openai._constants import RAW_RESPONSE_HEADER
 
-from .config import ProviderConfig
+from .config import NO_API_KEY, ProviderConfig
 
 # Ask the SDK for the unread httpx.Response instead of a parsed model.
 _RAW = {RAW_RESPONSE_HEADER: "stream", "Content-Type": "application/json"}
@@ -99,7 +99,7 @@ class Transport:
         self._http = build_http_client(cfg)
         self._sdk = openai.AsyncOpenAI(
             base_url=cfg.base_url,
-            api_key=cfg.api_key or "not-needed",
+            api_key=cfg.api_key or NO_API_KEY,
             max_retries=0,  # retries belong to amplifier-core's retry_with_backoff
             timeout=httpx.Timeout(cfg.timeout),
             default_headers=dict(cfg.headers) or None,

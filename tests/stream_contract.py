@@ -61,3 +61,15 @@ def streamed_text(events: list[tuple[str, dict[str, Any]]], block_type: str = "t
         for n, p in events
         if n == "llm:stream_block_delta" and p["block_type"] == block_type
     )
+
+
+def assert_call_lifecycle(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """However a call ended: every llm:request has exactly one llm:response, and every
+    block a stream started was ended or withdrawn (llm:stream_aborted)."""
+    requests = [p["request_id"] for n, p in events if n == "llm:request"]
+    responses = [p["request_id"] for n, p in events if n == "llm:response"]
+    assert sorted(requests) == sorted(responses), "an llm:request without its llm:response"
+    for rid in requests:
+        mine = [(n, p) for n, p in events if n.startswith("llm:stream") and p["request_id"] == rid]
+        if mine:
+            assert_stream_contract(mine)

@@ -139,6 +139,7 @@ async def test_stream_events_are_declared_for_hooks_logging(coordinator: Any) ->
         declared
     )
     assert "llm:stream_aborted" in declared
+    assert "provider:prompt_progress" in declared
     assert not set(declared) & set(ALL_EVENTS)  # nothing logged twice
     await coordinator.mounted["providers"]["chat-completions"].close()
 

@@ -32,6 +32,7 @@ from amplifier_module_provider_chat_completions.errors import (
     error_from_response,
     is_context_overflow,
     parse_retry_after,
+    prompt_overflows,
 )
 
 P = "chat-completions"
@@ -236,6 +237,42 @@ OVERFLOW_MESSAGES = {
             }
         },
     ),
+    # Ollama with truncation off (its /v1 error shape).
+    "Ollama": (
+        400,
+        {
+            "error": {
+                "message": "prompt too long; exceeded max context length by 4021 tokens",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+    ),
+    # Perplexity (recorded answer): the type names it, the message words it; "code": 200.
+    "Perplexity": (
+        400,
+        {
+            "error": {
+                "message": "The total length of all messages is too long.",
+                "type": "too_many_prompt_tokens",
+                "code": 200,
+            }
+        },
+    ),
+    "Perplexity (type only)": (
+        400,
+        {"error": {"message": "Bad request", "type": "too_many_prompt_tokens", "code": 200}},
+    ),
+    "Mistral": (
+        400,
+        {
+            "object": "error",
+            "message": "Prompt contains 240000 tokens, too large for model with 128000 "
+            "maximum context length",
+            "type": "invalid_request_error",
+        },
+    ),
 }
 
 
@@ -247,6 +284,12 @@ def test_context_overflow_per_server(server: str) -> None:
     assert type(err) is ContextLengthError
     assert err.retryable is False
     assert err.status_code == status
+
+
+@pytest.mark.parametrize("server", ["Ollama", "Perplexity", "Mistral"])
+def test_prompt_only_overflow_wordings_say_the_prompt_is_too_long(server: str) -> None:
+    _, body = OVERFLOW_MESSAGES[server]
+    assert prompt_overflows(json.dumps(body)) is True
 
 
 def test_context_overflow_413_and_in_band() -> None:
@@ -535,3 +578,44 @@ def test_litellm_key_lookup_without_database_is_an_authentication_error() -> Non
     assert type(err) is AuthenticationError
     assert err.retryable is False
     assert "master key" in str(err)
+
+
+# ------------------------------------------------------------------ the one boundary
+
+
+def test_an_in_band_error_maps_like_its_payload() -> None:
+    from amplifier_module_provider_chat_completions.reply.assemble import InBandError
+
+    payload = {"error": {"message": "the request exceeds the available context size"}}
+    err = error_from_exception(InBandError(payload), provider=P, model="m", timeout=None)
+    assert type(err) is ContextLengthError
+    assert "in-stream error" in str(err)
+
+
+def test_unusable_tool_arguments_are_an_invalid_tool_call_with_the_rest_kept() -> None:
+    from amplifier_core.llm_errors import InvalidToolCallError
+
+    from amplifier_module_provider_chat_completions.reply.assemble import ResponseAssembler
+
+    assembler = ResponseAssembler(offered_tools={"f"})
+    function = {"name": "f", "arguments": "hello there"}
+    call = {"index": 0, "id": "c1", "type": "function", "function": function}
+    assembler.feed_body(
+        {
+            "choices": [
+                {
+                    "message": {
+                        "content": "Let me check.",
+                        "tool_calls": [call],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        }
+    )
+    with pytest.raises(Exception) as raised:
+        assembler.result()
+    err = error_from_exception(raised.value, provider=P, model="m", timeout=None)
+    assert type(err) is InvalidToolCallError
+    assert err.tool_name == "f" and err.retryable is False
+    assert err.partial_response.text == "Let me check."  # type: ignore[attr-defined]

@@ -391,3 +391,35 @@ async def test_current_llamacpp_without_jinja_is_not_retried_and_names_the_flag(
     finally:
         await provider.close()
     assert chat.call_count == 1
+
+
+@respx.mock
+async def test_a_fix_learned_for_one_model_leaves_other_models_alone():
+    # LiteLLM in front of several models: OpenAI's reasoning models reject temperature
+    # (the upstream 400 passes through), a local model takes it.
+    respx.get(f"{BASE}/models").mock(return_value=httpx.Response(404))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body["model"] == "o3-mini" and "temperature" in body:
+            message = "Unsupported parameter: 'temperature' is not supported with this model."
+            return httpx.Response(400, json={"error": {"message": message, "code": "400"}})
+        return httpx.Response(200, json=completion("fine"))
+
+    chat = respx.post(f"{BASE}/chat/completions").mock(side_effect=answer)
+    provider = ChatCompletionsProvider(
+        config={"base_url": BASE, "server": "litellm", "max_retries": 0, "use_streaming": False}
+    )
+    try:
+        await provider.complete(user(model="o3-mini"))
+        await provider.complete(user(model="llama-3.1-8b"))
+        await provider.complete(user(model="o3-mini"))
+    finally:
+        await provider.close()
+    sent = [json.loads(call.request.content) for call in chat.calls]
+    assert [(b["model"], "temperature" in b) for b in sent] == [
+        ("o3-mini", True),  # rejected
+        ("o3-mini", False),  # resent without it
+        ("llama-3.1-8b", True),  # another model keeps it
+        ("o3-mini", False),  # remembered for o3-mini
+    ]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,9 +13,13 @@ import pytest
 from amplifier_module_provider_chat_completions.server.profiles import (
     GENERIC,
     PROFILES,
+    ServerProfile,
     apply_profile,
     profile_for,
+    resolve_profile,
 )
+
+PACKAGE = Path(__file__).parent.parent / "amplifier_module_provider_chat_completions"
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "", "parameters": {}}},
@@ -87,14 +94,60 @@ def test_apply_profile_does_not_mutate_its_input():
     body = full_body(tool_choice=NAMED, response_format={"type": "json_object"})
     before = copy.deepcopy(body)
     for profile in PROFILES.values():
-        apply_profile(body, profile, removed={"seed", "top_p"})
+        apply_profile(body, resolve_profile(profile, "mistral-large", drop={"seed", "top_p"}))
     assert body == before
 
 
-def test_removed_fields_are_left_out():
-    out = apply_profile(full_body(), GENERIC, removed={"seed", "parallel_tool_calls"})
+def test_fields_the_server_rejected_for_the_model_are_left_out():
+    profile = resolve_profile(GENERIC, "m", drop={"seed", "parallel_tool_calls"})
+    out = apply_profile(full_body(), profile)
     assert "seed" not in out and "parallel_tool_calls" not in out
     assert out["top_p"] == 0.9
+
+
+def _tool_history() -> list[dict[str, Any]]:
+    call = {"id": "call_abc_123456", "type": "function", "function": {"name": "f"}}
+    return [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_abc_123456", "content": "done"},
+    ]
+
+
+@pytest.mark.parametrize("key", sorted(PROFILES))
+def test_a_mistral_model_gets_nine_character_tool_ids_on_any_server(key):
+    body = {"model": "mistralai/Mistral-Small-3.1-24B", "messages": _tool_history()}
+    profile = resolve_profile(PROFILES[key], body["model"])
+    messages = apply_profile(body, profile)["messages"]
+    (new_id,) = {messages[1]["tool_calls"][0]["id"], messages[2]["tool_call_id"]}
+    assert re.fullmatch(r"[A-Za-z0-9]{9}", new_id)
+    other = apply_profile({**body, "model": "qwen3"}, resolve_profile(PROFILES[key], "qwen3"))
+    assert other["messages"][2]["tool_call_id"] == "call_abc_123456"
+
+
+def test_resolving_merges_the_models_fixes_over_the_servers_entry():
+    profile = resolve_profile(
+        PROFILES["lmstudio"],
+        "m",
+        changes={"needs_role_alternation": True, "max_tokens_field": "max_completion_tokens"},
+        drop={"seed"},
+    )
+    assert profile.key == "lmstudio" and profile.response_format_style == "json_schema_only"
+    assert profile.needs_role_alternation and profile.drop_fields == {"seed"}
+    assert resolve_profile(PROFILES["vllm"], "qwen3") is PROFILES["vllm"]  # nothing to add
+
+
+def test_every_profile_field_is_read_outside_the_table():
+    # A field nothing reads is a server fact nobody acts on: read it or delete it.
+    table = PACKAGE / "server" / "profiles.py"
+    sources = [p.read_text() for p in PACKAGE.rglob("*.py") if p != table]
+    shaping = table.read_text().split("def apply_profile", 1)[1]
+    unread = [
+        f.name
+        for f in fields(ServerProfile)
+        if not any(f".{f.name}" in text for text in [*sources, shaping])
+    ]
+    assert unread == []
 
 
 def test_amazon_sends_only_what_it_forwards_and_never_an_object_choice():
@@ -169,3 +222,11 @@ def test_max_tokens_field_rename():
     profile = replace(GENERIC, max_tokens_field="max_completion_tokens")
     out = apply_profile({"max_tokens": 10}, profile)
     assert out == {"max_completion_tokens": 10}
+
+
+@pytest.mark.parametrize("key", sorted(PROFILES))
+@pytest.mark.parametrize("stream", [True, False])
+def test_only_llamacpp_is_asked_for_prompt_progress_and_only_when_streaming(key, stream):
+    # llama-server streams a progress chunk per prompt batch when asked (return_progress).
+    out = apply_profile(full_body(stream=stream), PROFILES[key])
+    assert out.get("return_progress") is (True if key == "llamacpp" and stream else None)

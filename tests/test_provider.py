@@ -14,6 +14,7 @@ from amplifier_core.llm_errors import (
     ConfigurationError,
     ContextLengthError,
     InvalidToolCallError,
+    LLMError,
     LLMTimeoutError,
     NetworkError,
     ProviderUnavailableError,
@@ -28,6 +29,7 @@ from amplifier_core.message_models import (
     ToolResultBlock,
     ToolSpec,
 )
+from stream_contract import assert_stream_contract
 from wire_helpers import chunk, completion, sse
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
@@ -386,6 +388,35 @@ async def test_truncated_stream_is_a_retried_stream_error_with_abort(coordinator
 
 
 @respx.mock
+@pytest.mark.parametrize("kind", ["text", "tool_call"])
+async def test_done_without_a_finish_reason_is_a_complete_reply(coordinator, kind):
+    # Several hosted servers end a good stream with [DONE] and never send finish_reason.
+    if kind == "text":
+        deltas = [{"role": "assistant", "content": "Hello "}, {"content": "world"}]
+    else:
+        call = {"index": 0, "id": "call_1", "type": "function"}
+        deltas = [
+            {"tool_calls": [{**call, "function": {"name": "f", "arguments": '{"a": '}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]},
+        ]
+    route = respx.post(f"{BASE}/chat/completions").respond(
+        200,
+        content=sse([chunk(d) for d in deltas]),
+        headers={"content-type": "text/event-stream"},
+    )
+    provider = await mounted(coordinator, max_retries=1)
+    response = await provider.complete(user())
+    assert route.call_count == 1
+    if kind == "text":
+        assert (response.text, response.finish_reason) == ("Hello world", "stop")
+    else:
+        assert [(c.name, c.arguments) for c in response.tool_calls] == [("f", {"a": 1})]
+        assert response.finish_reason == "tool_calls"
+    assert coordinator.hooks.named("llm:stream_aborted") == []
+    assert_stream_contract(coordinator.hooks.events)
+
+
+@respx.mock
 async def test_server_ignoring_stream_flag_still_works(coordinator):
     respx.post(f"{BASE}/chat/completions").respond(200, json=completion("plain"))
     provider = await mounted(coordinator)
@@ -583,3 +614,28 @@ async def test_raw_mode_adds_redacted_payloads(coordinator):
     assert response_event["raw"]["content"][0]["text"] == "Hello world"
     assert request_event["raw"]["messages"] == [{"role": "user", "content": "hi"}]
     assert "sk-canary-0123456789" not in json.dumps(coordinator.hooks.events, default=str)
+
+
+@respx.mock
+async def test_errors_and_events_are_scrubbed_by_one_rule(coordinator):
+    # What a server echoes back: our short header credential, someone's bearer token, a
+    # key-shaped string. An error message and a raw event treat it the same way.
+    echo = "seen: X-Api-Key hdr-k7z; Authorization: Bearer abcdefghij0123; sk-other-999999"
+    secrets = ["hdr-k7z", "abcdefghij0123", "sk-other-999999"]
+    respx.post(f"{BASE}/chat/completions").mock(
+        side_effect=[
+            httpx.Response(200, json=completion(echo)),
+            httpx.Response(400, json={"error": {"message": echo}}),
+        ]
+    )
+    provider = await mounted(
+        coordinator, use_streaming=False, raw=True, headers={"X-Api-Key": "hdr-k7z"}
+    )
+    await provider.complete(user())
+    with pytest.raises(LLMError) as info:
+        await provider.complete(user())
+    for secret in secrets:
+        assert secret not in str(info.value)
+        assert secret not in json.dumps(coordinator.hooks.events, default=str)
+    (ok, _) = coordinator.hooks.named("llm:response")
+    assert ok["raw"]["content"][0]["text"].startswith("seen: X-Api-Key ***")

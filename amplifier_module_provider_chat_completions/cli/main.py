@@ -18,6 +18,7 @@ from amplifier_core.llm_errors import LLMError
 from amplifier_core.message_models import ChatRequest, Message
 
 from .. import mount
+from ..config import ENV_API_KEY, ENV_BASE_URL
 
 
 class _Hooks:
@@ -118,14 +119,14 @@ def _parser() -> argparse.ArgumentParser:
 async def _doctor(args: argparse.Namespace) -> int:
     from .doctor import render, run_doctor
 
-    base_url = args.base_url or os.environ.get("CHAT_COMPLETIONS_BASE_URL")
+    base_url = args.base_url or os.environ.get(ENV_BASE_URL)
     if not base_url:
         print(
             "error: no server URL: pass --base-url or set CHAT_COMPLETIONS_BASE_URL",
             file=sys.stderr,
         )
         return 2
-    api_key = args.api_key or os.environ.get("CHAT_COMPLETIONS_API_KEY")
+    api_key = args.api_key or os.environ.get(ENV_API_KEY)
     report = await run_doctor(base_url, api_key=api_key, model=args.model, timeout=args.timeout)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

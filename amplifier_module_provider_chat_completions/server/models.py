@@ -6,7 +6,7 @@ from typing import Any
 
 from amplifier_core.models import ModelInfo
 
-DEFAULT_MODEL = "default"
+from ..config import DEFAULT_MODEL
 
 
 def _positive_int(value: Any) -> int | None:

@@ -1,18 +1,24 @@
 """Server profiles: what differs between Chat Completions servers, as data in one table.
 
-Every difference the provider adapts to lives in `PROFILES`; `apply_profile` is the one
-place that reshapes a built request body for a server. Facts come from
+Every difference the provider adapts to lives in `PROFILES`. A request is shaped by one
+resolved profile: the server family's entry, the model's own traits and the fixes the
+server taught us for that model (`resolve_profile`); `apply_profile` is the one place that
+reshapes a built request body with it. Facts come from
 /work/shared/SERVERS.md ("SERVERS:" in the comments); where a server is not known to need
 an adaptation, the profile keeps the OpenAI default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..request.templates import enforce_alternation
+from ..request.templates import (
+    enforce_alternation,
+    is_mistral_family,
+    rewrite_tool_ids_for_mistral,
+)
 
 __all__ = [
     "GENERIC",
@@ -24,6 +30,7 @@ __all__ = [
     "apply_profile",
     "permissive_schema_format",
     "profile_for",
+    "resolve_profile",
 ]
 
 ResponseFormatStyle = Literal["openai", "json_schema_only", "tgi", "drop"]
@@ -43,8 +50,6 @@ class ServerProfile:
 
     key: str
     title: str
-    # Where reasoning arrives (the assembler reads both; the doctor names them).
-    reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")
     # How to enable separate reasoning output, for the doctor's advice.
     reasoning_hint: str = ""
     response_format_style: ResponseFormatStyle = "openai"
@@ -71,8 +76,14 @@ class ServerProfile:
     # Strict chat templates ("Conversation roles must alternate"): merge same-role runs and
     # fold later system messages in. Set by self-healing when the server says so.
     needs_role_alternation: bool = False
-    # The provider rewrites ids (and maps them back); also chosen by model name.
+    # Ask for prompt-progress chunks while the server reads the prompt (streaming only), so
+    # a long prompt on slow hardware keeps the stream alive within `timeout`.
+    prompt_progress: bool = False
+    # History tool-call ids as the model accepts them; chosen by model name.
     tool_id_style: ToolIdStyle = "any"
+    # Fields the server rejected for this model: left out from then on (set from the
+    # remembered fixes, never in the table).
+    drop_fields: frozenset[str] = frozenset()
 
 
 GENERIC = ServerProfile(key="openai", title="OpenAI-compatible (generic)")
@@ -82,17 +93,19 @@ _PROFILES: tuple[ServerProfile, ...] = (
     # llama.cpp llama-server. SERVERS: tool_choice reads only "auto"/"none"/"required" (a
     # named-function object is treated as auto) -> emulate; tools need --jinja; reasoning
     # in reasoning_content; runtime context in /v1/models meta.n_ctx or /props
-    # default_generation_settings.n_ctx (per slot); /props has build_info.
+    # default_generation_settings.n_ctx (per slot); /props has build_info. llama.cpp
+    # tools/server: `return_progress: true` with stream streams a chunk per prompt batch
+    # carrying prompt_progress {total, cache, processed, time_ms} and an empty delta.
     ServerProfile(
         key="llamacpp",
         title="llama.cpp llama-server",
-        reasoning_fields=("reasoning_content",),
         reasoning_hint="start llama-server with --reasoning-format deepseek",
         named_tool_choice="emulate",
         tools_hint="start llama-server with --jinja to enable tool calling",
         context_sources=("models", "props"),
         version_path="/props",
         version_key="build_info",
+        prompt_progress=True,
     ),
     # vLLM. SERVERS: "auto" tool choice needs --enable-auto-tool-choice --tool-call-parser;
     # named choice works (finish_reason "stop"); unknown fields ignored; reasoning in
@@ -112,7 +125,6 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="sglang",
         title="SGLang",
-        reasoning_fields=("reasoning_content",),
         reasoning_hint="start SGLang with --reasoning-parser NAME (e.g. qwen3)",
         tools_hint="start SGLang with --tool-call-parser NAME (e.g. qwen25, llama3)",
     ),
@@ -122,7 +134,6 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="tgi",
         title="Hugging Face TGI",
-        reasoning_fields=(),
         response_format_style="tgi",
         response_format_with_tools=False,
         context_sources=("tgi_info",),
@@ -134,19 +145,17 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="ollama",
         title="Ollama /v1",
-        reasoning_fields=("reasoning",),
         context_sources=("ollama_ps",),
         version_path="/api/version",
         version_key="version",
     ),
     # LocalAI. SERVERS: reasoning in `reasoning`; otherwise OpenAI-shaped requests.
-    ServerProfile(key="localai", title="LocalAI", reasoning_fields=("reasoning",)),
+    ServerProfile(key="localai", title="LocalAI"),
     # LM Studio. SERVERS: rejects json_object (400 "must be json_schema or text");
     # reasoning in `reasoning`; /api/v0/models/{id} loaded_context_length.
     ServerProfile(
         key="lmstudio",
         title="LM Studio",
-        reasoning_fields=("reasoning",),
         response_format_style="json_schema_only",
         context_sources=("lmstudio",),
     ),
@@ -154,7 +163,6 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="litellm",
         title="LiteLLM proxy",
-        reasoning_fields=("reasoning_content",),
         context_sources=("litellm",),
     ),
     # Ampify Model Proxy. SERVERS: treats a named tool choice as "required" (emulating makes
@@ -163,7 +171,6 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="ampify",
         title="Ampify Model Proxy",
-        reasoning_fields=(),
         response_format_style="drop",
         named_tool_choice="emulate",
     ),
@@ -174,7 +181,6 @@ _PROFILES: tuple[ServerProfile, ...] = (
     ServerProfile(
         key="amazon",
         title="Amazon Chat Completions Server (open-bedrock-server)",
-        reasoning_fields=(),
         response_format_style="drop",
         named_tool_choice="emulate",
         tools_hint="open-bedrock-server 2.0.4 fails tool calls server-side; no client "
@@ -244,13 +250,29 @@ def _named_choice(choice: Any) -> str | None:
     return None
 
 
-def apply_profile(
-    body: Mapping[str, Any],
-    profile: ServerProfile,
+def resolve_profile(
+    server: ServerProfile,
+    model: str,
     *,
-    removed: Collection[str] = (),
-) -> dict[str, Any]:
-    """The request body reshaped for `profile`, without the fields in `removed`.
+    changes: Mapping[str, Any] | None = None,
+    drop: Iterable[str] = (),
+) -> ServerProfile:
+    """The profile requests for `model` on this server are shaped by.
+
+    The server family's entry, then the model's own traits (Mistral tokenizers take only
+    9-alphanumeric tool-call ids, whichever server runs them), then what the server taught
+    us about this model: profile `changes` and rejected fields to `drop`.
+    """
+    merged: dict[str, Any] = {"tool_id_style": "mistral9"} if is_mistral_family(model) else {}
+    merged.update(changes or {})
+    dropped = server.drop_fields.union(drop)
+    if dropped != server.drop_fields:
+        merged["drop_fields"] = dropped
+    return replace(server, **merged) if merged else server
+
+
+def apply_profile(body: Mapping[str, Any], profile: ServerProfile) -> dict[str, Any]:
+    """The request body as a server with this (resolved) profile gets it.
 
     Pure: returns a new top-level dict and never mutates `body` or its values.
     """
@@ -268,21 +290,39 @@ def apply_profile(
             del out["response_format"]
         else:
             out["response_format"] = reshaped
+    _drop_unaccepted(out, profile)
+    if profile.prompt_progress and out.get("stream") is True:
+        out["return_progress"] = True
+    if profile.max_tokens_field != "max_tokens" and "max_tokens" in out:
+        out[profile.max_tokens_field] = out.pop("max_tokens")
+    if profile.allowed_fields is not None:
+        out = {k: v for k, v in out.items() if k in profile.allowed_fields}
+    if isinstance(out.get("messages"), list):
+        out["messages"] = _shape_messages(out["messages"], profile)
+    for name in profile.drop_fields:  # last: whatever name the field was given above
+        out.pop(name, None)
+    return out
+
+
+def _drop_unaccepted(out: dict[str, Any], profile: ServerProfile) -> None:
     if not profile.accepts_stream_options:
         out.pop("stream_options", None)
     if not profile.accepts_parallel_tool_calls:
         out.pop("parallel_tool_calls", None)
     if not profile.accepts_seed:
         out.pop("seed", None)
-    if profile.max_tokens_field != "max_tokens" and "max_tokens" in out:
-        out[profile.max_tokens_field] = out.pop("max_tokens")
-    if profile.allowed_fields is not None:
-        out = {k: v for k, v in out.items() if k in profile.allowed_fields}
-    if profile.needs_role_alternation and isinstance(out.get("messages"), list):
-        out["messages"] = enforce_alternation(out["messages"])
-    for name in removed:
-        out.pop(name, None)
-    return out
+
+
+def _shape_messages(messages: list[dict[str, Any]], profile: ServerProfile) -> list[Any]:
+    if profile.needs_role_alternation:
+        messages = enforce_alternation(messages)
+    if profile.tool_id_style == "mistral9":
+        # Only the wire copy changes: Amplifier keeps the ids it gave, and the response's
+        # ids are the server's own.
+        rewritten, mapping = rewrite_tool_ids_for_mistral(messages)
+        if mapping:
+            messages = rewritten
+    return messages
 
 
 def _tool_name(tool: Any) -> str | None:

@@ -168,53 +168,76 @@ def diagnose_rejection(
     text = body_text or ""
     if status is None or not 400 <= status < 600:
         return None
-    has_tools = bool(sent_body.get("tools"))
     # llama.cpp reports a missing --jinja as HTTP 500: check tools before the status.
-    for pattern, fallback in _TOOLS_REJECTED:
-        if has_tools and pattern.search(text):
-            return Fix(parameter="tools", hint=profile.tools_hint or fallback)
-    if status >= 500:
+    tools = _tools_rejected(text, sent_body, profile)
+    if tools is not None or status >= 500:
+        return tools
+    return (
+        _format_fix(text, sent_body)
+        or _max_tokens_fix(text, sent_body)
+        or _named_fields_fix(text, sent_body, profile)
+    )
+
+
+def _tools_rejected(text: str, sent: Mapping[str, Any], profile: ServerProfile) -> Fix | None:
+    if not sent.get("tools"):
         return None
+    for pattern, fallback in _TOOLS_REJECTED:
+        if pattern.search(text):
+            return Fix(parameter="tools", hint=profile.tools_hint or fallback)
+    return None
 
-    rf = sent_body.get("response_format")
-    if isinstance(rf, Mapping):
-        if _JSON_SCHEMA_ONLY.search(text) and rf.get("type") == "json_object":
-            return Fix(
-                parameter="response_format",
-                profile_changes={"response_format_style": "json_schema_only"},
-                actual="json_schema with a schema accepting any JSON object",
-            )
-        if _TGI_VALUE.search(text):
-            return Fix(
-                parameter="response_format",
-                profile_changes={"response_format_style": "tgi"},
-                actual='{"type": "json_object", "value": schema} (TGI shape)',
-            )
-        if has_tools and _TGI_GRAMMAR_TOOLS.search(text):
-            return Fix(
-                parameter="response_format",
-                profile_changes={"response_format_with_tools": False},
-                actual="omitted when tools are offered",
-            )
-    if "max_tokens" in sent_body and _USE_MAX_COMPLETION.search(text):
+
+def _format_fix(text: str, sent: Mapping[str, Any]) -> Fix | None:
+    """response_format in another server's shape, or not beside tools (TGI grammar)."""
+    rf = sent.get("response_format")
+    if not isinstance(rf, Mapping):
+        return None
+    if _JSON_SCHEMA_ONLY.search(text) and rf.get("type") == "json_object":
         return Fix(
-            parameter="max_tokens",
-            profile_changes={"max_tokens_field": "max_completion_tokens"},
-            actual="max_completion_tokens",
+            parameter="response_format",
+            profile_changes={"response_format_style": "json_schema_only"},
+            actual="json_schema with a schema accepting any JSON object",
         )
+    if _TGI_VALUE.search(text):
+        return Fix(
+            parameter="response_format",
+            profile_changes={"response_format_style": "tgi"},
+            actual='{"type": "json_object", "value": schema} (TGI shape)',
+        )
+    if sent.get("tools") and _TGI_GRAMMAR_TOOLS.search(text):
+        return Fix(
+            parameter="response_format",
+            profile_changes={"response_format_with_tools": False},
+            actual="omitted when tools are offered",
+        )
+    return None
 
+
+def _max_tokens_fix(text: str, sent: Mapping[str, Any]) -> Fix | None:
+    if "max_tokens" not in sent or not _USE_MAX_COMPLETION.search(text):
+        return None
+    return Fix(
+        parameter="max_tokens",
+        profile_changes={"max_tokens_field": "max_completion_tokens"},
+        actual="max_completion_tokens",
+    )
+
+
+def _named_fields_fix(text: str, sent: Mapping[str, Any], profile: ServerProfile) -> Fix | None:
+    """Fields the rejection names and we sent: dropped, except what must not vanish."""
     try:
         parsed = json.loads(text)
     except ValueError:
         parsed = None
-    named = [n for n in (*_detail_names(parsed), *_text_names(text)) if n in sent_body]
+    named = [n for n in (*_detail_names(parsed), *_text_names(text)) if n in sent]
     if not named:
         return None
     names = _unique(named)
     if "tools" in names:
         hint = profile.tools_hint or "the server does not accept tools as it is started"
         return Fix(parameter="tools", hint=hint)
-    if "tool_choice" in names and _named_choice(sent_body.get("tool_choice")):
+    if "tool_choice" in names and _named_choice(sent.get("tool_choice")):
         # Offer only the named tool with "required" instead of losing the choice.
         return Fix(
             parameter="tool_choice",

@@ -2,8 +2,8 @@
 
 Profile detection, context windows and self-healing. The decisions are pure functions in
 profiles.py, detect.py, models.py and rejections.py; this class holds the state they feed
-(detected profile, models body, windows, remembered fixes) and asks the server through
-the provider's Transport.
+(detected profile, models body, windows, fixes remembered per model) and asks the server
+through the provider's Transport.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from amplifier_core.llm_errors import ConfigurationError, ContextLengthError, InvalidRequestError
 from amplifier_core.message_models import Degradation
 from amplifier_core.models import ModelInfo
 
-from ..config import ProviderConfig
+from ..config import DEFAULT_MODEL, ProviderConfig
 from ..transport import Transport, response_headers, server_root
 from . import detect
-from .models import DEFAULT_MODEL, model_info
-from .profiles import GENERIC, PROFILES, ServerProfile, profile_for
+from .models import model_info
+from .profiles import GENERIC, PROFILES, ServerProfile, profile_for, resolve_profile
 from .rejections import Fix, diagnose_alternation, diagnose_rejection, rejection_text
 
 logger = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class ServerAwareness:
     """Detects the server once, finds context windows, remembers fixes for rejections.
 
     `client` is the provider's lazy Transport getter (it raises ConfigurationError when
-    there is no base_url, and makes a new Transport after close()).
+    there is no base_url or the provider was closed).
     """
 
     def __init__(self, config: ProviderConfig, client: Callable[[], Transport]) -> None:
@@ -50,7 +49,8 @@ class ServerAwareness:
         self._detect_failures = 0
         self._models_body: Any = None
         self._windows: dict[str, int | None] = {}
-        self._fixes: dict[str, Fix] = {}
+        # Per model: behind a proxy one model's rejection says nothing about another's.
+        self._fixes: dict[str, dict[str, Fix]] = {}
         self._discovery: asyncio.Task[None] | None = None
         self._probed: dict[str, Any] = {}  # detection follow-up answers, by path
 
@@ -60,15 +60,19 @@ class ServerAwareness:
 
     # -- profile ----------------------------------------------------------------------
 
-    async def profile(self) -> ServerProfile:
-        """The server's profile (config `server`, else detected once) plus healed changes."""
-        base = self._detected or await self._detect()
-        changes = {k: v for fix in self._fixes.values() for k, v in fix.profile_changes.items()}
-        return replace(base, **changes) if changes else base
+    async def server(self) -> ServerProfile:
+        """The server family's profile: config `server`, else detected once."""
+        return self._detected or await self._detect()
 
-    def removed_fields(self) -> set[str]:
-        """Request fields the server rejected, left out of every body from now on."""
-        return {name for fix in self._fixes.values() for name in fix.drop}
+    async def profile(self, model: str) -> ServerProfile:
+        """The resolved profile requests for `model` are shaped by (see resolve_profile)."""
+        fixes = self._fixes.get(model, {}).values()
+        return resolve_profile(
+            await self.server(),
+            model,
+            changes={k: v for fix in fixes for k, v in fix.profile_changes.items()},
+            drop=[name for fix in fixes for name in fix.drop],
+        )
 
     async def _detect(self) -> ServerProfile:
         if self._config.server != "auto":
@@ -219,7 +223,7 @@ class ServerAwareness:
 
         None when the server neither lists the model nor states a window for it.
         """
-        window = await self.window(model_id, await self.profile())
+        window = await self.window(model_id, await self.server())
         model_id = self._resolve(model_id)
         ids = [e.get("id") for e in detect.model_entries(self._models_body)]
         if not window and model_id not in ids:
@@ -265,16 +269,21 @@ class ServerAwareness:
             if info.context_window or n >= MAX_WINDOW_LOOKUPS:
                 out.append(info)
                 continue
-            window = await self._context_window(info.id, await self.profile())
+            window = await self._context_window(info.id, await self.server())
             out.append(model_info(info.id, window, self._config.max_tokens) if window else info)
         return out
 
     # -- self-healing -----------------------------------------------------------------
 
     def heal(
-        self, err: InvalidRequestError, sent: dict[str, Any], profile: ServerProfile, n: int
+        self,
+        err: InvalidRequestError,
+        sent: dict[str, Any],
+        profile: ServerProfile,
+        n: int,
+        model: str,
     ) -> Fix:
-        """The fix for a rejected request (remembered), or re-raise when there is none."""
+        """The fix for a rejected request (remembered for `model`), or re-raise."""
         if isinstance(err, ContextLengthError) or n >= MAX_HEALS:
             raise err
         text = rejection_text(err)
@@ -297,23 +306,26 @@ class ServerAwareness:
         changed = any(getattr(profile, k, v) != v for k, v in fix.profile_changes.items())
         if not changed and not set(fix.drop) & set(sent):
             raise err  # the same rejection again: resending would loop
-        if fix.key not in self._fixes:
-            self._fixes[fix.key] = fix
+        known = self._fixes.setdefault(model, {})
+        if fix.key not in known:
+            known[fix.key] = fix
             logger.warning(
-                "[%s] the server rejected `%s`; sending %s instead from now on (%s)",
+                "[%s] the server rejected `%s` for %s; sending %s instead from now on (%s)",
                 self._name,
                 fix.parameter,
+                model,
                 "it as " + fix.actual if fix.profile_changes else "without it",
                 err,
             )
         return fix
 
     def degradation(
-        self, body: dict[str, Any], sent: dict[str, Any], healed: list[Fix]
+        self, body: dict[str, Any], sent: dict[str, Any], healed: list[Fix], model: str
     ) -> Degradation | None:
         """What of the request the server did not get as asked (None: everything)."""
         notes: list[tuple[str, str, str]] = []
-        remembered = [f for f in self._fixes.values() if f.lossy and f not in healed]
+        known = self._fixes.get(model, {}).values()
+        remembered = [f for f in known if f.lossy and f not in healed]
         for fix in [*healed, *remembered]:
             if any(name in body for name in (fix.drop or (fix.parameter,))):
                 notes.append((fix.parameter, fix.actual, "the server rejected it"))

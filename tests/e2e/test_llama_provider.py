@@ -146,6 +146,19 @@ async def test_live_stream_events_arrive_before_the_response(
     assert {d["request_id"] for d in deltas} == {request["request_id"]}
 
 
+async def test_prompt_progress_is_reported_while_the_prompt_is_read(
+    coordinator: Any, llama_server: LlamaServer, make_provider: MakeProvider
+) -> None:
+    provider = await make_provider(llama_server, True)
+    response = await provider.complete(ask("a prompt that is not in the cache yet"))
+    assert response.text == "Hello world"
+    reports = coordinator.hooks.named("provider:prompt_progress")
+    assert reports, "llama-server sent no prompt_progress chunk"
+    assert reports[-1]["processed"] == reports[-1]["total"] > 0
+    assert [r["processed"] for r in reports] == sorted(r["processed"] for r in reports)
+    assert_stream_contract(coordinator.hooks.events)
+
+
 # -- tool calls ---------------------------------------------------------------------------
 
 

@@ -344,9 +344,12 @@ def completion(content: str = "ok") -> dict[str, Any]:
     }
 
 
-async def stream_text(conn: Conn, parts: Iterable[str], delay: float = 0.0) -> None:
-    """A complete, well-formed SSE answer."""
-    await conn.start_stream()
+async def stream_text(
+    conn: Conn, parts: Iterable[str], delay: float = 0.0, *, started: bool = False
+) -> None:
+    """A complete, well-formed SSE answer (`started`: its head is already sent)."""
+    if not started:
+        await conn.start_stream()
     for part in parts:
         await conn.send_event(chunk(part))
         if delay:

@@ -167,6 +167,8 @@ class Dialect:
     usage: UsageMode = "include_usage"
     done: bool = True
     keepalive: bool = False
+    # prompt_progress chunks before the first token when the request says return_progress
+    prompt_progress: bool = False
     reasoning: Reasoning = "reasoning_content"
     tool_stream: ToolStream = "fragments"
     first_tool_delta_has_arguments: bool = True
@@ -271,8 +273,20 @@ class _Stream:
     def start(self) -> None:
         if self.d.keepalive:
             self.items.append(Comment(" "))
+        if self.d.prompt_progress and self.request.get("return_progress") is True:
+            self.progress()
         if self.d.first_delta is not None:
             self.chunk(dict(self.d.first_delta))
+
+    def progress(self) -> None:
+        """One report per prompt batch: the first at the cached prefix (processed ==
+        cache), the last at processed == total; each with an empty assistant delta."""
+        for processed, time_ms in PROGRESS_REPORTS:
+            report = {"total": PROMPT_TOKENS, "cache": 0, "processed": processed}
+            self.chunk(
+                {"role": "assistant", "content": None},
+                extra={"prompt_progress": {**report, "time_ms": time_ms}},
+            )
 
     def text(self, parts: tuple[str, ...] = TEXT_PARTS, finish_last: bool = False) -> None:
         for n, part in enumerate(parts):
@@ -1375,6 +1389,9 @@ LLAMA_CPP_PYTHON = Dialect(
     },
 )
 
+PROMPT_TOKENS = 12
+PROGRESS_REPORTS = ((0, 0), (8, 15), (12, 20))  # (processed, time_ms)
+
 # llama.cpp llama-server (also runs for real in e2e tests). SERVERS: usage in a separate
 # `choices: []` chunk only with include_usage; [DONE]; `data: {"error":{...}}` mid-stream;
 # first delta {role, content: null}; extra `timings` object; reasoning_content; tool deltas
@@ -1382,6 +1399,9 @@ LLAMA_CPP_PYTHON = Dialect(
 # "llamacpp" with meta.n_ctx (runtime) and meta.n_ctx_train (NOT the runtime limit);
 # /props default_generation_settings.n_ctx; overflow 400 type exceed_context_size_error
 # with n_prompt_tokens/n_ctx; 503 "Loading model"; 500 on invalid JSON tool arguments.
+# tools/server/server-task.cpp: with `return_progress` a streamed request gets a chunk per
+# prompt batch: delta {role, content: null} plus prompt_progress {total, cache, processed,
+# time_ms}.
 LLAMA_CPP = Dialect(
     key="llamacpp",
     title="llama.cpp llama-server",
@@ -1421,9 +1441,10 @@ LLAMA_CPP = Dialect(
     completion_id=lambda n: f"chatcmpl-{n:032d}",
     tool_id=lambda n, i, cid: f"{n:016d}{i:016d}",
     first_delta={"role": "assistant", "content": None},
+    prompt_progress=True,
     finish_extra={
         "timings": {
-            "prompt_n": 12,
+            "prompt_n": PROMPT_TOKENS,
             "prompt_ms": 20.5,
             "predicted_n": 5,
             "predicted_ms": 80.1,

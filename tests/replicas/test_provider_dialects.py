@@ -73,6 +73,26 @@ async def test_text(replica, coordinator, key: str, stream: bool):
         assert response.usage is None  # never invented
 
 
+@pytest.mark.parametrize("scenario", ["text", "tool_call", "reasoning"])
+async def test_llamacpp_prompt_progress_is_reported_and_leaves_the_reply_alone(
+    replica, coordinator, scenario: str
+):
+    server = replica("llamacpp", scenario)
+    provider = await provider_for(coordinator, server, True)
+    response = await provider.complete(ask(tools=[WEATHER] if scenario == "tool_call" else None))
+    assert server.last_body["return_progress"] is True
+    reports = coordinator.hooks.named("provider:prompt_progress")
+    assert [(r["processed"], r["total"]) for r in reports] == [(0, 12), (8, 12), (12, 12)]
+    assert_stream_contract(coordinator.hooks.events)
+    if scenario == "tool_call":
+        assert [c.name for c in response.tool_calls or []] == ["get_weather"]
+    else:
+        assert response.text == "Hello world"
+        assert [b.type for b in response.content] == (
+            ["thinking", "text"] if scenario == "reasoning" else ["text"]
+        )
+
+
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 @pytest.mark.parametrize("key", [k for k in ALL_DIALECTS if DIALECTS[k].tools_work])
 async def test_tool_call(replica, coordinator, key: str, stream: bool):
