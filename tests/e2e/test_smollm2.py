@@ -239,7 +239,7 @@ async def test_cancelling_mid_stream_frees_the_server_slot(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # (By design the provider emits nothing more for a cancelled call: no llm:response.)
+    # (The provider re-raises a cancellation as it is: no llm:response event follows.)
 
     # The server notices the closed stream, stops generating and frees its only slot ...
     await wait_until(lambda: not slots(server)[0]["is_processing"], "the slot to be freed", 30)
