@@ -76,10 +76,13 @@ def llama_artifacts(pytestconfig: pytest.Config) -> LlamaArtifacts:
     """The cached llama-server and tiny model, installed/built when missing (with progress)."""
     if e2e_skipped():
         pytest.skip(f"{SKIP_ENV} is set")
+    terminal = _TerminalStream(pytestconfig)
     try:
-        return ensure_llama(_TerminalStream(pytestconfig))
+        arts = ensure_llama(terminal)
     except BuildError as exc:
         pytest.fail(f"could not set up llama-server / the tiny model:\n{exc}", pytrace=False)
+    terminal.write(f"\n[e2e] llama-server: {arts.description}\n")
+    return arts
 
 
 def _serve(

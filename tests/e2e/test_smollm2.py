@@ -71,6 +71,22 @@ async def wait_until(condition: Any, what: str, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def log_matches(
+    server: LlamaServer, offset: int, pattern: re.Pattern[str], count: int
+) -> list[tuple[str, ...]]:
+    """``pattern``'s matches in the log after ``offset`` once there are ``count`` of them.
+
+    llama.cpp writes its log from a thread of its own: a line can trail what the HTTP
+    client already saw by a moment.
+    """
+
+    def found() -> list[tuple[str, ...]]:
+        return pattern.findall(server.log_text()[offset:])
+
+    await wait_until(lambda: len(found()) >= count, f"{count} x {pattern.pattern!r} in the log", 10)
+    return found()
+
+
 def assert_no_retry(coordinator: Any) -> None:
     assert not coordinator.hooks.named("provider:retry")
 
@@ -233,8 +249,8 @@ async def test_cancelling_mid_stream_frees_the_server_slot(
     task = asyncio.create_task(
         provider.complete(chat("Write a long story about a dragon.", max_output_tokens=1500))
     )
-    deltas = lambda: coordinator.hooks.named("llm:stream_block_delta")  # noqa: E731
-    await wait_until(lambda: len(deltas()) >= 5 or task.done(), "the first deltas")
+    streamed = lambda: len(coordinator.hooks.named("llm:stream_block_delta"))  # noqa: E731
+    await wait_until(lambda: streamed() >= 5 or task.done(), "the first deltas")
     assert not task.done(), "1500 tokens without end of turn cannot be finished yet"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -243,16 +259,16 @@ async def test_cancelling_mid_stream_frees_the_server_slot(
 
     # The server notices the closed stream, stops generating and frees its only slot ...
     await wait_until(lambda: not slots(server)[0]["is_processing"], "the slot to be freed", 30)
-    log = server.log_text()[offset:]
-    [(slot, task_id)] = LAUNCH.findall(log)
-    released = [int(n) for s, t, n in RELEASE.findall(log) if (s, t) == (slot, task_id)]
-    assert len(released) == 1
-    assert released[0] < 1500  # prompt + tokens generated: cut short, not run to the limit
+    [(slot, task_id)] = await log_matches(server, offset, LAUNCH, 1)
+    [(*released, n_tokens)] = await log_matches(server, offset, RELEASE, 1)
+    assert tuple(released) == (slot, task_id)
+    assert int(n_tokens) < 1500  # prompt + tokens generated: cut short, not run to the limit
     # ... so the next request on the one-slot server is served, not queued behind it.
     response = await provider.complete(chat("Say hello.", max_output_tokens=8))
     assert response.finish_reason == "length"
     assert response.usage is not None and response.usage.output_tokens == 8
-    assert len(LAUNCH.findall(server.log_text()[offset:])) == 2
+    [first, second] = await log_matches(server, offset, LAUNCH, 2)
+    assert first == (slot, task_id) and second[0] == slot
 
 
 async def test_four_concurrent_streams_run_in_separate_slots(
@@ -284,7 +300,7 @@ async def test_four_concurrent_streams_run_in_separate_slots(
     early = {p["request_id"] for n, p in events[:first_done] if n == "llm:stream_block_delta"}
     assert early == set(texts)
     # ... each in a slot of its own.
-    launched = LAUNCH.findall(smol_server.log_text()[offset:])
+    launched = await log_matches(smol_server, offset, LAUNCH, 4)
     assert len(launched) == 4
     assert len({slot for slot, _ in launched}) == 4
     assert_no_retry(coordinator)
