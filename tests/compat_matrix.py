@@ -44,27 +44,45 @@ SERVERS: list[tuple[str, str | None]] = [
 ]
 
 _LLAMA = "tests/e2e/test_llama_provider.py::"
+_SMOL = "tests/e2e/test_smollm2.py::"  # llama-server running SmolLM2-135M-Instruct
 _BEDROCK = "tests/e2e/test_bedrock_server.py::"
 _LITELLM = "tests/e2e/test_litellm_proxy.py::"
 
 # Tests against real servers (tests/e2e), by row and feature.
 REAL: dict[str, dict[str, tuple[str, ...]]] = {
     "llamacpp": {
-        "text": (_LLAMA + "test_text_and_usage[json]",),
+        "text": (
+            _LLAMA + "test_text_and_usage[json]",
+            _SMOL + "test_plain_chat_answers_the_question[json]",
+        ),
         "stream": (
             _LLAMA + "test_text_and_usage[stream]",
             _LLAMA + "test_live_stream_events_arrive_before_the_response",
+            _SMOL + "test_streaming_delivers_deltas_while_the_server_generates",
+            _SMOL + "test_four_concurrent_streams_run_in_separate_slots",
         ),
-        "usage": (_LLAMA + "test_text_and_usage[stream]",),
+        "usage": (
+            _LLAMA + "test_text_and_usage[stream]",
+            _SMOL + "test_plain_chat_answers_the_question[stream]",
+        ),
         "tools": (
             _LLAMA + "test_tool_call_required_and_round_trip[stream]",
             _LLAMA + "test_tool_call_required_and_round_trip[json]",
         ),
-        "json": (_LLAMA + "test_json_schema[stream]", _LLAMA + "test_json_schema[json]"),
-        "context": (_LLAMA + "test_list_models_and_context_window",),
+        "json": (
+            _LLAMA + "test_json_schema[stream]",
+            _LLAMA + "test_json_schema[json]",
+            _SMOL + "test_json_mode_gives_a_json_object[stream]",
+            _SMOL + "test_json_schema_is_followed[json]",
+        ),
+        "context": (
+            _LLAMA + "test_list_models_and_context_window",
+            _SMOL + "test_prompt_over_a_small_window_is_context_length_error_not_retried[json]",
+        ),
         "errors": (
             _LLAMA + "test_over_context_prompt_is_context_length_error_without_retry[stream]",
             _LLAMA + "test_wrong_api_key_is_authentication_error_without_retry[stream]",
+            _SMOL + "test_prompt_over_a_small_window_is_context_length_error_not_retried[stream]",
         ),
     },
     "litellm": {

@@ -1,7 +1,8 @@
-"""Helpers the one-time installers share (llama_build.py, bedrock.py, litellm_proxy.py).
+"""Helpers the one-time installers share (llama_build.py, _venvs.py, pypi_llama.py).
 
-``Progress`` writes timestamped lines to the terminal, ``file_lock`` lets one installer work
-at a time, and ``run_logged`` runs a command with its output appended to a log file.
+``cache_root`` is where everything they install lives, ``Progress`` writes timestamped lines
+to the terminal, ``file_lock`` lets one installer work at a time, and ``run_logged`` runs a
+command with its output appended to a log file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,20 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
+
+CACHE_ENV = "CHAT_COMPLETIONS_E2E_CACHE"
+
+
+def cache_root() -> Path:
+    """``$CHAT_COMPLETIONS_E2E_CACHE``, else ``~/.cache/amplifier-chat-completions-e2e``.
+
+    Outside the repository, so a fresh clone reuses what an earlier run installed.
+    """
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "amplifier-chat-completions-e2e"
 
 
 class ProgressStream(Protocol):

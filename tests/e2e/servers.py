@@ -3,10 +3,11 @@
 ``ManagedServer`` runs a server process on a free loopback port, waits (bounded) until its
 readiness probe answers, and always stops it: on ``stop()``/context exit, when startup
 fails, and at interpreter exit (atexit) as a last resort. Subclasses say how to start and
-probe: ``LlamaServer`` here (llama.cpp's llama-server), ``BedrockServer`` (bedrock.py) and
-``LiteLLMProxy`` (litellm_proxy.py)::
+probe: ``LlamaServer`` here (llama.cpp's llama-server: the built binary, or the xllamacpp
+launcher, see llama_build.py), ``BedrockServer`` (bedrock.py) and ``LiteLLMProxy``
+(litellm_proxy.py)::
 
-    with LlamaServer(binary, model, api_key="k") as srv:
+    with LlamaServer(arts.server_command, model, api_key="k") as srv:
         httpx.get(srv.root_url + "/health")
         client = OpenAI(base_url=srv.base_url, api_key="k")
 """
@@ -240,7 +241,11 @@ class UvicornServer(ManagedServer):
 
 
 class LlamaServer(ManagedServer):
-    """A llama-server process serving one model on 127.0.0.1."""
+    """A llama-server process serving one model on 127.0.0.1.
+
+    ``server`` is the llama-server binary, or a command that takes its flags
+    (``LlamaArtifacts.server_command``: the binary, or python + the xllamacpp launcher).
+    """
 
     label = "llama-server"
     # llama-server words a taken port as a failed bind.
@@ -252,7 +257,7 @@ class LlamaServer(ManagedServer):
 
     def __init__(
         self,
-        binary: str | os.PathLike[str],
+        server: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         model: str | os.PathLike[str],
         *,
         api_key: str | None = None,
@@ -267,7 +272,8 @@ class LlamaServer(ManagedServer):
             log_dir=Path(log_dir or tempfile.mkdtemp(prefix="llama-server-e2e-")),
             startup_timeout=startup_timeout,
         )
-        self.binary = Path(binary)
+        parts = [server] if isinstance(server, str | os.PathLike) else list(server)
+        self.server_command = tuple(str(part) for part in parts)
         self.model = Path(model)
         self.api_key = api_key
         self.ctx_size = ctx_size
@@ -277,7 +283,7 @@ class LlamaServer(ManagedServer):
 
     def command(self, port: int) -> list[str]:
         cmd = [
-            str(self.binary),
+            *self.server_command,
             *("-m", str(self.model)),
             "--jinja",
             *("--host", self.host, "--port", str(port)),
@@ -288,15 +294,18 @@ class LlamaServer(ManagedServer):
         cmd += list(self.extra_args)
         return cmd
 
-    def environment(self) -> None:
-        return None
+    def environment(self) -> dict[str, str]:
+        # The launcher's python runs its own venv: nothing of the project's may leak in.
+        drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        return {k: v for k, v in os.environ.items() if k not in drop}
 
     def workdir(self) -> None:
         return None
 
     def preflight(self) -> None:
-        if not self.binary.is_file():
-            raise ServerStartError(f"llama-server binary not found: {self.binary}")
+        for part in self.server_command:  # the binary, or python and the launcher script
+            if not Path(part).is_file():
+                raise ServerStartError(f"llama-server command: {part} not found")
         if not self.model.is_file():
             raise ServerStartError(f"model not found: {self.model}")
 

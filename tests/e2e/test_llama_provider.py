@@ -10,8 +10,6 @@ Wire facts: tests/e2e/captures/llama_server_11434.md.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,10 +25,8 @@ from amplifier_core.message_models import (
 )
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
-from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
-
 from .conftest import E2E_API_KEY
-from .helpers import FAST, WEATHER, ask
+from .helpers import WEATHER, MakeProvider, ask, log_count, wait_log_count
 from .servers import LlamaServer
 
 pytestmark = pytest.mark.e2e
@@ -43,46 +39,6 @@ PERSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 OVERFLOW_LOG_LINE = "exceeds the available context size"
-
-MakeProvider = Callable[..., Awaitable[ChatCompletionsProvider]]
-
-
-@pytest.fixture
-async def make_provider(coordinator: Any) -> AsyncIterator[MakeProvider]:
-    """mount() a provider for a server (once per test); its cleanup runs at teardown."""
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-
-    async def make(server: LlamaServer, stream: bool, **config: Any) -> ChatCompletionsProvider:
-        cleanup = await mount(
-            coordinator,
-            {
-                "base_url": server.base_url,
-                "use_streaming": stream,
-                "timeout": 120,
-                **FAST,
-                **config,
-            },
-        )
-        assert cleanup is not None
-        cleanups.append(cleanup)
-        return coordinator.mounted["providers"]["chat-completions"]
-
-    yield make
-    for cleanup in cleanups:
-        await cleanup()
-
-
-def log_count(server: LlamaServer, needle: str) -> int:
-    return server.log_text().count(needle)
-
-
-def wait_log_count(server: LlamaServer, needle: str, expect: int) -> int:
-    """The count of ``needle`` in the server log once it reaches ``expect`` and settles."""
-    deadline = time.monotonic() + 10
-    while log_count(server, needle) < expect and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # anything extra (a retry) would show up by now
-    return log_count(server, needle)
 
 
 def names(coordinator: Any, prefix: str) -> list[str]:

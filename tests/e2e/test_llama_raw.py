@@ -143,7 +143,7 @@ def test_a_server_that_fails_to_start_raises_with_its_log(
     bad_model = tmp_path / "not-a-model.gguf"
     bad_model.write_bytes(b"this is not a GGUF file")
     server = LlamaServer(
-        llama_artifacts.server_binary, bad_model, startup_timeout=30, log_dir=tmp_path
+        llama_artifacts.server_command, bad_model, startup_timeout=30, log_dir=tmp_path
     )
     with pytest.raises(ServerStartError, match="exited with code") as info:
         server.start()
