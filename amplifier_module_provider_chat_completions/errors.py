@@ -18,12 +18,12 @@ import html
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from amplifier_core.llm_errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -45,15 +45,16 @@ from .reply.arguments import ArgumentsError
 from .reply.assemble import InBandError
 from .reply.response import to_chat_response
 
-try:  # the openai SDK 3.x runs on httpx2; our own client may be plain httpx
-    import httpx2
-except ImportError:  # pragma: no cover - httpx2 comes with openai
-    httpx2 = None  # type: ignore[assignment]
+# The HTTP libraries are looked up, never imported, here: their exceptions exist only once
+# something loaded them (transport.py does, with the first request), and importing them
+# would cost the package's import time. The openai SDK 3.x runs on httpx2; our own client
+# is plain httpx.
+_HTTP_LIBRARIES = ("httpx", "httpx2")
 
-try:
-    import openai
-except ImportError:  # pragma: no cover - openai is a hard dependency
-    openai = None  # type: ignore[assignment]
+
+def _loaded_http() -> list[Any]:
+    return [m for name in _HTTP_LIBRARIES if (m := sys.modules.get(name)) is not None]
+
 
 MAX_DETAIL = 300
 
@@ -481,17 +482,12 @@ def error_from_payload(
 
 
 def _timeout_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [httpx.TimeoutException, TimeoutError, asyncio.TimeoutError]
-    if httpx2 is not None:
-        types.append(httpx2.TimeoutException)
-    return tuple(types)
+    http = [m.TimeoutException for m in _loaded_http()]
+    return (*http, TimeoutError, asyncio.TimeoutError)
 
 
 def _transport_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [httpx.TransportError]
-    if httpx2 is not None:
-        types.append(httpx2.TransportError)
-    return tuple(types)
+    return tuple(m.TransportError for m in _loaded_http())
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -622,9 +618,10 @@ def _from_status(
     exc: BaseException, *, provider: str, model: str | None, api_key: Secrets
 ) -> LLMError | None:
     """An HTTP error status: the SDK's APIStatusError or httpx's raise_for_status()."""
+    openai = sys.modules.get("openai")
     if openai is not None and isinstance(exc, openai.APIStatusError):
         status, body = int(exc.status_code), _status_error_body(exc)
-    elif isinstance(getattr(exc, "response", None), httpx.Response | _httpx2_response()):
+    elif isinstance(getattr(exc, "response", None), tuple(m.Response for m in _loaded_http())):
         response: Any = exc.response  # type: ignore[attr-defined]
         try:
             status, body = response.status_code, response.text
@@ -673,6 +670,7 @@ def _from_connection(
     streaming_started: bool,
 ) -> LLMError | None:
     """Timeouts and transport failures, also when the openai SDK wraps them."""
+    openai = sys.modules.get("openai")
     wrapped = openai is not None and isinstance(exc, openai.APIConnectionError)
     chain = _chain(exc) if wrapped else [exc]  # the SDK keeps the httpx error as a cause
     timed_out = next((e for e in chain if isinstance(e, _timeout_types())), None)
@@ -696,7 +694,3 @@ def _unknown(exc: BaseException, *, provider: str, model: str | None, api_key: S
     detail = _cap(Scrubber.of(api_key).text(str(exc)))
     text = f"{type(exc).__name__}: {detail} ({provider})" if detail else type(exc).__name__
     return LLMError(text, provider=provider, model=model)
-
-
-def _httpx2_response() -> type:
-    return httpx2.Response if httpx2 is not None else httpx.Response

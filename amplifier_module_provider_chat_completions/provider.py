@@ -15,9 +15,8 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from amplifier_core.llm_errors import (
     ConfigurationError,
     ContextLengthError,
@@ -54,6 +53,9 @@ from .server.profiles import ServerProfile, apply_profile
 from .server.rejections import Fix
 from .server.state import ServerAwareness
 from .transport import Transport, insecure_key_host
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 

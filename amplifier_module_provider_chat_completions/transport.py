@@ -9,93 +9,29 @@ to send a 2 MB history).
 from __future__ import annotations
 
 import ipaddress
-import os
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
-import openai
-from openai._constants import RAW_RESPONSE_HEADER
 
 from .config import NO_API_KEY, ProviderConfig
 
-# Ask the SDK for the unread httpx.Response instead of a parsed model.
-_RAW = {RAW_RESPONSE_HEADER: "stream", "Content-Type": "application/json"}
-
-
-def build_http_client(cfg: ProviderConfig) -> httpx.AsyncClient:
-    # `timeout` bounds every wait for the server (connect, first byte, and the gap
-    # between stream chunks), never the length of a live generation.
-    timeout = httpx.Timeout(cfg.timeout)
-    limits = httpx.Limits(
-        max_connections=cfg.max_connections,
-        max_keepalive_connections=min(cfg.max_connections, 20),
-    )
-    verify = _verify(cfg.verify)
-    inner = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    # verify and limits also go to the client: httpx builds the transports for proxies
-    # from the environment (HTTPS_PROXY, ...) with them.
-    return httpx.AsyncClient(
-        timeout=timeout, verify=verify, limits=limits, transport=StaleConnectionResend(inner)
-    )
-
-
-# Failures that mean "the pooled connection was already dead", when nothing came back.
-_STALE_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-
-class StaleConnectionResend(httpx.AsyncBaseTransport):
-    """Resend once, at once, when a reused keep-alive connection turns out to be closed.
-
-    llama-server closes the connection after each streamed response without saying
-    `Connection: close`; a request written on that pooled socket before the close is seen
-    fails with "Server disconnected without sending a response". The server never read it,
-    so sending it again on a fresh connection is safe and is not a retry (no backoff, no
-    provider:retry). Only a reused connection qualifies (httpcore's trace tells us no new
-    connection was opened); a fresh connection failing is a real fault for the retry policy.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        opened: list[bool] = []
-        outer_trace = request.extensions.get("trace")
-
-        async def trace(event: str, info: dict[str, Any]) -> None:
-            if event.startswith("connection.connect_tcp.started"):
-                opened.append(True)
-            if outer_trace is not None:
-                await outer_trace(event, info)
-
-        request.extensions = {**request.extensions, "trace": trace}
-        try:
-            return await self._inner.handle_async_request(request)
-        except _STALE_ERRORS:
-            if opened or not isinstance(request.stream, httpx.ByteStream):
-                raise
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def _verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """A CA bundle path becomes an SSLContext (httpx deprecates `verify=<str>`)."""
-    if isinstance(verify, bool):
-        return verify
-    if os.path.isdir(verify):
-        return ssl.create_default_context(capath=verify)
-    return ssl.create_default_context(cafile=verify)
+if TYPE_CHECKING:
+    import httpx
 
 
 class Transport:
     """One HTTP client per provider instance, shared by concurrent calls."""
 
     def __init__(self, cfg: ProviderConfig) -> None:
+        # The SDK and httpx load here, with the first request, not with the package: they
+        # are most of its import time, and a mounted provider may never send.
+        import httpx
+        import openai
+        from openai._constants import RAW_RESPONSE_HEADER
+
+        from .http_client import build_http_client
+
         self._http = build_http_client(cfg)
         self._sdk = openai.AsyncOpenAI(
             base_url=cfg.base_url,
@@ -105,13 +41,18 @@ class Transport:
             default_headers=dict(cfg.headers) or None,
             http_client=self._http,
         )
+        # Ask the SDK for the unread httpx.Response instead of a parsed model.
+        self._raw = {RAW_RESPONSE_HEADER: "stream"}
+        self._raw_json = {**self._raw, "Content-Type": "application/json"}
         self.closed = False
 
     @asynccontextmanager
     async def post_stream(self, path: str, content: bytes) -> AsyncIterator[httpx.Response]:
         """POST and yield the response with its body unread; always closes it."""
+        import httpx
+
         response: httpx.Response = await self._sdk.post(
-            path, cast_to=httpx.Response, content=content, options={"headers": _RAW}
+            path, cast_to=httpx.Response, content=content, options={"headers": self._raw_json}
         )
         try:
             yield response
@@ -123,7 +64,9 @@ class Transport:
 
         Non-2xx statuses raise the SDK's APIStatusError, like POST.
         """
-        options: dict[str, Any] = {"headers": {RAW_RESPONSE_HEADER: "stream"}}
+        import httpx
+
+        options: dict[str, Any] = {"headers": self._raw}
         if timeout is not None:
             options["timeout"] = httpx.Timeout(timeout)
         response: httpx.Response = await self._sdk.get(

@@ -27,6 +27,8 @@ def test_benchmark_runs_with_tiny_sizes() -> None:
         "concurrency/",
         "memory",
         "scaling",
+        "import+mount",
+        "first request",
     ):
         assert figure in done.stdout, done.stdout
     assert "errors 0" in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json_repair
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,7 +38,7 @@ def test_valid_json_never_reaches_the_repair_library(monkeypatch: pytest.MonkeyP
     def boom(*_args: object, **_kwargs: object) -> object:
         raise AssertionError("repair called on valid JSON")
 
-    monkeypatch.setattr(arguments.json_repair, "loads", boom)
+    monkeypatch.setattr(json_repair, "loads", boom)
     assert parse_arguments('{"a": [1, 2], "b": {"c": null}}', "t") == {
         "a": [1, 2],
         "b": {"c": None},

@@ -18,8 +18,6 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-import json_repair
-
 
 class ArgumentsError(ValueError):
     """Tool-call arguments that cannot be turned into a JSON object."""
@@ -109,7 +107,7 @@ def _salvage(text: str, *, want_object: bool, depth: int) -> Any:
 
     if text.startswith('"') and depth < _MAX_UNWRAP:
         # A (possibly broken) JSON string holding the object: decode it, then go again.
-        inner = json_repair.loads(text, skip_json_loads=True)
+        inner = _repair(text)
         if isinstance(inner, str) and inner.strip():
             return _salvage(inner, want_object=want_object, depth=depth + 1)
 
@@ -127,14 +125,22 @@ def _salvage(text: str, *, want_object: bool, depth: int) -> Any:
         if isinstance(value, dict | list):
             return _accept(value, candidate, want_object=want_object, depth=depth)
 
-    value = json_repair.loads(candidate, skip_json_loads=True)
+    value = _repair(candidate)
     if isinstance(value, list) and candidate[0] == "{":
         # The library read several values (object plus trailing prose or a second
         # object); retry on just the first balanced object.
         end = balanced_end(candidate, 0)
         if end is not None:
-            value = json_repair.loads(candidate[:end], skip_json_loads=True)
+            value = _repair(candidate[:end])
     return _accept(value, candidate, want_object=want_object, depth=depth)
+
+
+def _repair(text: str) -> Any:
+    # The library loads with the first repair, not with the package (well-behaved servers
+    # never need it).
+    import json_repair
+
+    return json_repair.loads(text, skip_json_loads=True)
 
 
 def _accept(value: Any, source: str, *, want_object: bool, depth: int) -> Any:
