@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from amplifier_module_provider_chat_completions.request.templates import (
+from amplifier_module_provider_chat_completions.request.strict_templates import (
     enforce_alternation,
     is_alternation_error,
     rewrite_tool_ids_for_mistral,
@@ -148,7 +148,7 @@ def test_valid_ids_kept_and_not_in_mapping() -> None:
 
 
 def test_rewritten_id_never_collides_with_a_kept_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amplifier_module_provider_chat_completions.request import templates as hygiene
+    from amplifier_module_provider_chat_completions.request import strict_templates as hygiene
 
     real = hygiene._base62
     first_seen: list[str] = []

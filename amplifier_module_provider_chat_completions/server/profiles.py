@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..request.templates import (
+from ..request.strict_templates import (
     enforce_alternation,
     is_mistral_family,
     rewrite_tool_ids_for_mistral,

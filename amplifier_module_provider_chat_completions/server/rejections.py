@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..request.templates import is_alternation_error
+from ..request.strict_templates import is_alternation_error
 from .profiles import GENERIC, ServerProfile
 
 __all__ = ["PROTECTED", "Fix", "diagnose_alternation", "diagnose_rejection", "rejection_text"]
