@@ -89,15 +89,21 @@ def _is_unset(value: object, keeps_whitespace: bool = False) -> bool:
     return value is None
 
 
+def _bool_word(value: str) -> bool | None:
+    """True/False for a yes/no word ("true", "off", "1", ...), None for anything else."""
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    return None
+
+
 def _to_bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
+    if isinstance(value, str) and _bool_word(value) is not None:
+        return _bool_word(value) is True
     # int 0/1 from hand-written YAML ("raw: 1") is a plain bool, anything else is a mistake.
     if type(value) is int and value in (0, 1):
         return bool(value)
@@ -247,11 +253,9 @@ def _to_verify(key: str, value: object) -> bool | str:
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
+        word = _bool_word(value)
+        if word is not None:
+            return word
         path = Path(value.strip()).expanduser()
         if path.exists():
             return str(path)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .models import context_window_of
+from .models import context_window_of, positive_int
 from .profiles import ContextSource
 
 __all__ = [
@@ -117,16 +117,6 @@ def classify_follow_up(path: str, body: Any) -> str | None:
 # ------------------------------------------------------------------ context windows
 
 
-def _positive(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, float) and value.is_integer() and value > 0:
-        return int(value)
-    return None
-
-
 def context_source_path(source: ContextSource, model_id: str) -> str | None:
     """Where `source` lives ("/v1/..." under base_url, else from the server root)."""
     return {
@@ -151,17 +141,19 @@ def context_window_from(source: ContextSource, body: Any, model_id: str) -> int 
     if source == "props":
         # SERVERS: per-slot runtime n_ctx; never the model's training size.
         settings = body.get("default_generation_settings")
-        return _positive(settings.get("n_ctx")) if isinstance(settings, Mapping) else None
+        return positive_int(settings.get("n_ctx")) if isinstance(settings, Mapping) else None
     if source == "tgi_info":
-        return _positive(body.get("max_total_tokens")) or _positive(body.get("max_input_tokens"))
+        return positive_int(body.get("max_total_tokens")) or positive_int(
+            body.get("max_input_tokens")
+        )
     if source == "lmstudio":
-        return _positive(body.get("loaded_context_length"))
+        return positive_int(body.get("loaded_context_length"))
     if source == "litellm":
         for entry in body.get("data") or ():
             if isinstance(entry, Mapping) and entry.get("model_name") == model_id:
                 info = entry.get("model_info")
                 if isinstance(info, Mapping):
-                    return _positive(info.get("max_input_tokens")) or _positive(
+                    return positive_int(info.get("max_input_tokens")) or positive_int(
                         info.get("max_tokens")
                     )
         return None
@@ -169,7 +161,7 @@ def context_window_from(source: ContextSource, body: Any, model_id: str) -> int 
         # SERVERS: /api/ps is the runtime size of loaded models (/api/show is training).
         for entry in body.get("models") or ():
             if isinstance(entry, Mapping) and model_id in (entry.get("name"), entry.get("model")):
-                return _positive(entry.get("context_length"))
+                return positive_int(entry.get("context_length"))
         return None
     return None
 

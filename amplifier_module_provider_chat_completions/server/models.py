@@ -9,7 +9,7 @@ from amplifier_core.models import ModelInfo
 from ..config import DEFAULT_MODEL
 
 
-def _positive_int(value: Any) -> int | None:
+def positive_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int) and value > 0:
@@ -25,12 +25,12 @@ def context_window_of(entry: dict[str, Any]) -> int | None:
     vLLM and SGLang: `max_model_len`. llama.cpp: `meta.n_ctx` (runtime; newer builds),
     never `meta.n_ctx_train`, which is the training size and overstates the limit.
     """
-    found = _positive_int(entry.get("max_model_len"))
+    found = positive_int(entry.get("max_model_len"))
     if found:
         return found
     meta = entry.get("meta")
     if isinstance(meta, dict):
-        return _positive_int(meta.get("n_ctx"))
+        return positive_int(meta.get("n_ctx"))
     return None
 
 
