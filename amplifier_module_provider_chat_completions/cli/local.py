@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .chat import run_chat, say
 from .local_model import SMOLLM2, cache_dir, ensure_model
-from .local_server import LocalServer, running
+from .local_server import LocalServer, require_xllamacpp, running
 
 __all__ = ["chat_local", "install_source", "serve_local", "settings_snippet"]
 
@@ -35,6 +35,7 @@ def _model(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _server(args: argparse.Namespace, port: int = 0) -> AbstractContextManager[LocalServer]:
+    require_xllamacpp()  # before a download that could not be used
     model_file, alias = _model(args)
     return running(
         model_file,
