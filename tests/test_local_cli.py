@@ -84,6 +84,11 @@ def test_the_settings_snippet_is_the_providers_entry_amplifier_reads() -> None:
     }
 
 
+def test_the_packaged_models_temperature_goes_into_the_settings() -> None:
+    text = settings_snippet("http://127.0.0.1:8123/v1", "SmolLM2-135M-Instruct", None, 0.2)
+    assert yaml.safe_load(text)["providers"][0]["config"]["temperature"] == 0.2
+
+
 def test_without_a_known_source_the_snippet_explains_instead_of_inventing_one() -> None:
     text = settings_snippet("http://127.0.0.1:8123/v1", "m", None)
     entry = yaml.safe_load(text)["providers"][0]

@@ -97,6 +97,8 @@ def chat_config(args: argparse.Namespace) -> dict[str, Any]:
         config["max_tokens"] = args.max_tokens
     if args.max_retries is not None:
         config["max_retries"] = args.max_retries
+    if args.temperature is not None:
+        config["temperature"] = args.temperature
     return config
 
 

