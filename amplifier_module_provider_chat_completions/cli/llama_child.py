@@ -1,13 +1,13 @@
 """The local mode's server process: llama.cpp's own HTTP server from the xllamacpp wheel.
 
-    python -m amplifier_module_provider_chat_completions.cli.llama_child MODEL.gguf \
-        --alias NAME [--port P] [--ctx-size N] [--threads N]
+    python -P llama_child.py MODEL.gguf --alias NAME [--port P] [--ctx-size N] [--threads N]
 
-local_server.py starts it; the provider never imports it. It loads the model, starts the
-server on 127.0.0.1 (port 0: any free port), writes one line to stdout, `READY <address>`
-or `ERROR <reason>`, and then serves from llama.cpp's threads until its standard input
-closes: the parent stopped it, or the parent is gone however it died. It then exits at once
-(the OS frees the model; no slow teardown). llama.cpp's log goes to stderr.
+local_server.py starts it as a script; the provider never imports it, and it imports
+nothing from the package. It loads the model, starts the server on 127.0.0.1 (port 0: any
+free port), writes one line to stdout, `READY <address>` or `ERROR <reason>`, and then
+serves from llama.cpp's threads until its standard input closes: the parent stopped it, or
+the parent is gone however it died. It then exits at once (the OS frees the model; no slow
+teardown). llama.cpp's log goes to stderr.
 """
 
 from __future__ import annotations

@@ -27,7 +27,10 @@ from .local_model import LocalModeError
 
 __all__ = ["EXTRA_HINT", "LocalServer", "default_threads", "require_xllamacpp", "running"]
 
-CHILD = "amplifier_module_provider_chat_completions.cli.llama_child"
+# Run as a script, not `-m`: importing it through the package would import the whole
+# provider (and the openai SDK) first, which the server does not use. -P keeps this folder
+# off sys.path.
+CHILD = Path(__file__).resolve().with_name("llama_child.py")
 EXTRA_HINT = (
     "pip install 'amplifier-module-provider-chat-completions[local]' "
     "(in a clone of this repository: uv sync)"
@@ -81,7 +84,7 @@ def running(
         raise LocalModeError(f"no model file at {model_file}: --model-file takes a GGUF file")
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"local-server-{os.getpid()}.log"
-    command = [sys.executable, "-m", CHILD, str(model_file), "--alias", alias]
+    command = [sys.executable, "-P", str(CHILD), str(model_file), "--alias", alias]
     command += [
         "--port",
         str(port),
