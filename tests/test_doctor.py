@@ -213,8 +213,11 @@ async def test_model_that_calls_tools_only_when_forced_is_a_warning(start):
 # -- replies that arrive but are not clean ------------------------------------------------
 
 
-def completion(text: str, finish: str = "stop") -> Reply:
+def completion(text: str, finish: str = "stop", reasoning: str | None = None) -> Reply:
     """A whole (non-streamed) chat completion carrying `text`."""
+    message = {"role": "assistant", "content": text}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
     return Reply.json(
         {
             "id": "chatcmpl-doctor",
@@ -224,7 +227,7 @@ def completion(text: str, finish: str = "stop") -> Reply:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "finish_reason": finish,
                 }
             ],
@@ -274,6 +277,13 @@ async def test_a_short_reply_cut_at_the_token_limit_is_flagged(start):
     plain = check(report, "plain chat")
     assert plain.status == "warn" and "token limit" in plain.detail
     assert "end-of-turn" in plain.fix
+
+
+async def test_reasoning_that_fills_the_token_limit_is_not_a_template_problem(start):
+    server = start("llamacpp")
+    server.queue(completion("hello", finish="length", reasoning="The user wants one word..."))
+    report = await run_doctor(server.base_url, timeout=10)
+    assert check(report, "plain chat").status == "ok"
 
 
 async def test_a_streamed_reply_leaking_a_gemma_end_of_turn_is_flagged(start):

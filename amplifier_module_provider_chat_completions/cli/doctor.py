@@ -78,8 +78,8 @@ _TEMPLATE_TOKENS = (
     "<|end|>",
 )
 _TEMPLATE_FIX = (
-    "the server is not using the model's own chat template: start llama-server with --jinja "
-    "(or pass the model's template), or use a GGUF whose metadata carries its template"
+    "the server is not using the model's own chat template: give it the model's template "
+    "(llama-server: --jinja, with a GGUF that carries its template)"
 )
 # Model families that write reasoning: only for these is a missing reasoning field a
 # server setting to fix. Matched against the model id, case-insensitively.
@@ -181,12 +181,13 @@ def _text(response: ChatResponse) -> str:
 
 def _reply_problem(response: ChatResponse) -> Check | None:
     """A reply that arrived but is not clean: template tokens in it, or cut at the limit
-    of a probe whose answer is a few tokens long. The feature is filled in by the caller."""
+    of a probe whose answer is a few tokens long (reasoning may fill the limit: not
+    counted). The feature is filled in by the caller."""
     leaked = [token for token in _TEMPLATE_TOKENS if token in _text(response)]
     if leaked:
         detail = f"the reply contains chat-template tokens {' '.join(leaked)}"
         return Check("", "warn", detail, _TEMPLATE_FIX)
-    if response.finish_reason == "length":
+    if response.finish_reason == "length" and not _has_thinking(response):
         return Check(
             "",
             "warn",
