@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from replicas.dialects import DIALECTS, STRICT_FASTAPI, VLLM_NO_AUTO_TOOLS, Dialect
-from replicas.replica import Replica
+from replicas.dialects import DIALECTS, STRICT_FASTAPI, VLLM_NO_AUTO_TOOLS, Dialect, Done
+from replicas.replica import Replica, encode_stream
+from replicas.server import Reply
 
 from amplifier_module_provider_chat_completions.cli.doctor import render, run_doctor
 from amplifier_module_provider_chat_completions.cli.main import main
@@ -207,3 +208,109 @@ async def test_model_that_calls_tools_only_when_forced_is_a_warning(start):
     assert len(forced) == 2
     tools = next(c for c in report.checks if c.feature == "tool calls")
     assert "required" in tools.detail and "model" in tools.fix
+
+
+# -- replies that arrive but are not clean ------------------------------------------------
+
+
+def completion(text: str, finish: str = "stop", reasoning: str | None = None) -> Reply:
+    """A whole (non-streamed) chat completion carrying `text`."""
+    message = {"role": "assistant", "content": text}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    return Reply.json(
+        {
+            "id": "chatcmpl-doctor",
+            "object": "chat.completion",
+            "created": 1767225600,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16},
+        }
+    )
+
+
+def streamed(*parts: str, finish: str = "stop") -> Reply:
+    """A streamed chat completion sending `parts` as text deltas."""
+
+    def chunk(delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": reason}
+        return {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [choice],
+        }
+
+    items: list[Any] = [chunk({"content": p}, None) for p in parts]
+    items += [chunk({}, finish), Done()]
+    return Reply(headers=[("content-type", "text/event-stream")], parts=encode_stream(items))
+
+
+def check(report: Any, feature: str) -> Any:
+    return next(c for c in report.checks if c.feature == feature)
+
+
+async def test_a_reply_leaking_chat_template_tokens_is_flagged(start):
+    server = start("vllm")
+    server.queue(completion("hello<|im_end|>\n<|im_start|>user\nhello again"))
+    report = await run_doctor(server.base_url, timeout=10)
+    plain = check(report, "plain chat")
+    assert plain.status == "warn"
+    assert "<|im_start|>" in plain.detail and "<|im_end|>" in plain.detail
+    assert "chat template" in plain.fix
+    assert not report.chat_works
+    assert "not cleanly" in render(report)
+
+
+async def test_a_short_reply_cut_at_the_token_limit_is_flagged(start):
+    server = start("llamacpp")
+    server.queue(completion("hello hello hello hello", finish="length"))
+    report = await run_doctor(server.base_url, timeout=10)
+    plain = check(report, "plain chat")
+    assert plain.status == "warn" and "token limit" in plain.detail
+    assert "end-of-turn" in plain.fix
+
+
+async def test_reasoning_that_fills_the_token_limit_is_not_a_template_problem(start):
+    server = start("llamacpp")
+    server.queue(completion("hello", finish="length", reasoning="The user wants one word..."))
+    report = await run_doctor(server.base_url, timeout=10)
+    assert check(report, "plain chat").status == "ok"
+
+
+async def test_a_streamed_reply_leaking_a_gemma_end_of_turn_is_flagged(start):
+    server = start("llamacpp")
+    server.queue("text", streamed("1 2 3", " 4 5", "<end_of_turn>\n<start_of_turn>user"))
+    report = await run_doctor(server.base_url, timeout=10)
+    assert check(report, "plain chat").status == "ok"
+    stream = check(report, "streaming")
+    assert stream.status == "warn" and "<end_of_turn>" in stream.detail
+
+
+NO_REASONING = (*PROBE_SCENARIOS[:-1], "text")
+
+
+async def test_the_reasoning_fix_is_suggested_for_a_model_known_to_reason(start):
+    server = start("llamacpp")  # lists Qwen3-8B: a reasoning model
+    server.queue(*NO_REASONING)
+    report = await run_doctor(server.base_url, timeout=10)
+    reasoning = check(report, "reasoning field")
+    assert reasoning.status == "warn" and "--reasoning-format" in reasoning.fix
+    assert "--reasoning-format" in render(report)
+
+
+async def test_no_reasoning_fix_for_a_model_not_known_to_reason(start):
+    server = start("llamacpp")
+    server.queue(*NO_REASONING)
+    report = await run_doctor(server.base_url, model="SmolLM2-135M-Instruct", timeout=10)
+    reasoning = check(report, "reasoning field")
+    assert reasoning.status == "skip" and reasoning.fix == ""
+    assert "--reasoning-format" not in render(report)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from amplifier_core.llm_errors import (
@@ -62,6 +63,30 @@ _TIME = ToolSpec(
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
     },
+)
+# Control tokens of common chat templates (ChatML, Gemma, Llama 3, Phi): they frame a prompt
+# and never belong in an answer. One in a reply means the server formatted the prompt with
+# the wrong template or did not stop at the model's end-of-turn token.
+_TEMPLATE_TOKENS = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "<|endoftext|>",
+    "<|end|>",
+)
+_TEMPLATE_FIX = (
+    "the server is not using the model's own chat template: give it the model's template "
+    "(llama-server: --jinja, with a GGUF that carries its template)"
+)
+# Model families that write reasoning: only for these is a missing reasoning field a
+# server setting to fix. Matched against the model id, case-insensitively.
+_REASONING_MODELS = re.compile(
+    r"qwen3(?!.*(?:coder|instruct-2507))|qwq|deepseek-r1|r1-distill|gpt-oss|magistral"
+    r"|exaone-deep|glm-z1|glm-4\.[56]|seed-oss|think|reasoning",
+    re.I,
 )
 _SCHEMA = {
     "type": "object",
@@ -152,6 +177,30 @@ def _text(response: ChatResponse) -> str:
     return "".join(
         getattr(b, "text", "") or "" for b in response.content if getattr(b, "type", "") == "text"
     )
+
+
+def _reply_problem(response: ChatResponse) -> Check | None:
+    """A reply that arrived but is not clean: template tokens in it, or cut at the limit
+    of a probe whose answer is a few tokens long (reasoning may fill the limit: not
+    counted). The feature is filled in by the caller."""
+    leaked = [token for token in _TEMPLATE_TOKENS if token in _text(response)]
+    if leaked:
+        detail = f"the reply contains chat-template tokens {' '.join(leaked)}"
+        return Check("", "warn", detail, _TEMPLATE_FIX)
+    if response.finish_reason == "length" and not _has_thinking(response):
+        return Check(
+            "",
+            "warn",
+            "the reply ran to the token limit instead of ending",
+            "the model does not stop at its end-of-turn token: " + _TEMPLATE_FIX,
+        )
+    return None
+
+
+def _reasons(model: str | None, response: ChatResponse) -> bool:
+    """Whether the model is known to write reasoning (by its id, or by a think tag)."""
+    text = _text(response)
+    return bool(model and _REASONING_MODELS.search(model)) or "</think>" in text
 
 
 def _has_thinking(response: ChatResponse) -> bool:
@@ -257,7 +306,7 @@ async def _probe(
     await _parallel_check(call, report, tools_fix)
     await _json_check(call, report, "JSON mode", ResponseFormatJson())
     await _json_check(call, report, "JSON schema", ResponseFormatJsonSchema(json_schema=_SCHEMA))
-    await _reasoning_check(call, report, profile.reasoning_hint)
+    await _reasoning_check(call, report, profile.reasoning_hint, model)
 
 
 async def _profile(provider: ChatCompletionsProvider, report: Report) -> ServerProfile:
@@ -285,13 +334,17 @@ async def _plain_chat_check(call: Call, report: Report) -> bool:
         report.checks.append(Check("plain chat", "fail", _one_line(err)))
         return False
     text = _text(response).strip()
-    report.checks.append(
-        Check(
-            "plain chat",
-            "ok" if text or response.tool_calls else "warn",
-            f"reply {text[:60]!r}" if text else "empty reply",
+    problem = _reply_problem(response)
+    if problem is not None:
+        report.checks.append(replace(problem, feature="plain chat"))
+    else:
+        report.checks.append(
+            Check(
+                "plain chat",
+                "ok" if text or response.tool_calls else "warn",
+                f"reply {text[:60]!r}" if text else "empty reply",
+            )
         )
-    )
     return True
 
 
@@ -304,7 +357,10 @@ async def _streaming_check(call: Call, hooks: _Hooks, report: Report) -> None:
         fix = "set use_streaming: false in the provider config"
         report.checks.append(Check("streaming", "fail", _one_line(err), fix))
         return
-    if hooks.deltas > 1:
+    problem = _reply_problem(streamed)
+    if problem is not None:
+        report.checks.append(replace(problem, feature="streaming"))
+    elif hooks.deltas > 1:
         report.checks.append(Check("streaming", "ok", f"{hooks.deltas} live deltas"))
     else:
         detail = f"{hooks.deltas} live delta(s): the reply came whole"
@@ -456,7 +512,7 @@ async def _json_check(call: Call, report: Report, name: str, fmt: Any) -> None:
         )
 
 
-async def _reasoning_check(call: Call, report: Report, hint: str) -> None:
+async def _reasoning_check(call: Call, report: Report, hint: str, model: str | None) -> None:
     name = "reasoning field"
     request = _ask("Think briefly, then answer: what is 17 * 3?", metadata={"stream": False})
     try:
@@ -466,20 +522,31 @@ async def _reasoning_check(call: Call, report: Report, hint: str) -> None:
         return
     if _has_thinking(response):
         report.checks.append(Check(name, "ok", "reasoning arrives separately from the answer"))
-    else:
+    elif _reasons(report.model or model, response):
         report.checks.append(
             Check(
                 name,
-                "skip",
-                "no reasoning seen (the model may not reason)",
-                hint or "for a reasoning model, enable the server's reasoning parser",
+                "warn",
+                "this model reasons, but no reasoning arrived apart from the answer",
+                hint or "enable the server's reasoning parser",
             )
         )
+    else:
+        detail = "no reasoning seen (the model is not known to reason)"
+        report.checks.append(Check(name, "skip", detail))
 
 
 # ------------------------------------------------------------------ output
 
 _MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "--  "}
+
+
+def _verdict(report: Report) -> str:
+    if report.chat_works:
+        return "chat works"
+    if any(c.feature == "plain chat" and c.status == "warn" for c in report.checks):
+        return "chat answers, but not cleanly: see plain chat above"
+    return "chat does NOT work"
 
 
 def render(report: Report) -> str:
@@ -511,5 +578,5 @@ def render(report: Report) -> str:
         lines.append("")
         lines.extend(f"note: {n}" for n in report.notes)
     lines.append("")
-    lines.append("chat works" if report.chat_works else "chat does NOT work")
+    lines.append(_verdict(report))
     return "\n".join(lines)
