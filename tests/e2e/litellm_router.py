@@ -3,9 +3,9 @@
 ``router_config`` is the proxy config of the README's "More than one server" recipe: every
 llama-server is a deployment of the model group ``tiny-llama``, picked at random per request
 (simple-shuffle). A deployment that fails once sits out ``COOLDOWN_TIME`` seconds, and the
-router resends a failed request to another deployment at once (up to ``ROUTER_RETRIES``
-times). Each deployment declares an ``rpm`` budget, so the proxy also reports the group's
-remaining requests (``x-ratelimit-*`` headers).
+router resends a request that failed before any answer to a deployment picked again, at once
+(up to ``ROUTER_RETRIES`` times). Each deployment declares an ``rpm`` budget, so the proxy
+also reports the group's remaining requests (``x-ratelimit-*`` headers).
 
 Requests are counted where they are served: each llama-server logs one ``launch_slot_`` line
 per generation it starts and one ``stop processing`` line per generation it ends.
@@ -62,6 +62,10 @@ def router_config(
             "cooldown_time": COOLDOWN_TIME,
             "timeout": 60,
         },
+        # llama-server closes the connection after each streamed reply; LiteLLM's default
+        # aiohttp transport sometimes reuses such a connection, fails, and benches a healthy
+        # deployment. The httpx transport checks a pooled connection before reusing it.
+        "litellm_settings": {"disable_aiohttp_transport": True},
         "general_settings": {"master_key": master_key},
     }
 
