@@ -335,11 +335,10 @@ class Rule:
     statuses: Container[int | None] = FAILED  # None: an in-band error (no status)
     pattern: re.Pattern[str] | None = None  # searched in the message and the raw body
     unless: Container[int | None] = ()
-    hint: str = ""
+    hint: str = ""  # {server} becomes the base_url the failed request went to
     model_hint: str = ""  # appended when the model is known ({model} filled in)
     retryable: bool | None = None  # None: the error class's own default
     retry_after: bool = False  # the server's Retry-After goes on the error
-    # In hints, {server} is the base_url the failed request went to.
 
     def matches(self, status: int | None, text: str) -> bool:
         if status not in self.statuses or status in self.unless:
@@ -437,7 +436,7 @@ def _classify(
     """The first rule that matches (status, text) makes the error; LLMError otherwise."""
     text = f"{detail}\n{raw}"
     rule = next((r for r in RULES if r.matches(status, text)), Rule(LLMError))
-    hint = rule.hint.replace("{server}", server or "base_url")
+    hint = rule.hint.replace("{server}", server or "your base_url")
     hint += rule.model_hint.format(model=model) if model else ""
     message = f"{detail or 'no error details'} ({where}){'; ' + hint if hint else ''}"
     kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}

@@ -119,14 +119,14 @@ def test_route_names_the_model_sent_when_the_group_header_is_missing() -> None:
 
 def test_route_drops_credentials_in_the_deployment_url_and_junk_numbers() -> None:
     headers = {
-        "X-LiteLLM-Model-Api-Base": "https://user:hunter2@gpu-3.internal:8443/v1",
+        "X-LiteLLM-Model-Api-Base": "https://user:hunter2@gpu-3.internal:8443/v1?key=s3cret",
         "x-litellm-attempted-retries": "lots",
         "x-ratelimit-remaining-tokens": "-5",
         "x-ratelimit-reset-tokens": "6m0s",
     }
     meta = header_metadata(headers, "m")
     assert meta["route"] == {"model_group": "m", "api_base": "https://gpu-3.internal:8443/v1"}
-    assert "hunter2" not in json.dumps(meta)
+    assert "hunter2" not in json.dumps(meta) and "s3cret" not in json.dumps(meta)
     assert meta["rate_limit"] == {"reset_tokens": 360.0}
 
 

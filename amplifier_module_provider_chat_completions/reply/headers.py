@@ -35,14 +35,14 @@ def _millis(value: str) -> float | None:
 
 
 def _url(value: str) -> str | None:
-    """The deployment's URL without any user:password part."""
+    """The deployment's URL without a user:password part or a query (either may hold a key)."""
     try:
         parts = urlsplit(value)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
     except ValueError:
         return None
-    return urlunsplit(parts._replace(netloc=netloc)) if host else None
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment="")) if host else None
 
 
 _Reader = Callable[[str], Any]
