@@ -42,8 +42,8 @@ LITELLM_HEADERS = {
     "x-litellm-attempted-retries": "1",
     "x-litellm-max-retries": "2",
     "x-litellm-attempted-fallbacks": "0",
-    "x-ratelimit-remaining-requests": "5998",
-    "x-ratelimit-limit-requests": "6000",
+    "x-ratelimit-remaining-requests": "11998",
+    "x-ratelimit-limit-requests": "12000",
 }
 # LiteLLM's answers when every deployment of the model group is down.
 ALL_COOLING_DOWN = {
@@ -105,7 +105,7 @@ def test_route_and_rate_limits_from_litellm_headers() -> None:
         "call_id": "419ab44b-36fe-490f-8f0c-385b14327e6a",
         "proxy_overhead_ms": 55.2902,
     }
-    assert meta["rate_limit"] == {"limit_requests": 6000, "remaining_requests": 5998}
+    assert meta["rate_limit"] == {"limit_requests": 12000, "remaining_requests": 11998}
 
 
 def test_no_router_headers_no_route() -> None:
@@ -196,7 +196,7 @@ async def test_route_in_metadata_and_llm_response(coordinator: Any, stream: bool
     assert response.metadata["route"]["deployment"] == "llama-1"
     assert response.metadata["route"]["model_group"] == "tiny-llama"
     assert response.metadata["route"]["attempted_retries"] == 1
-    assert response.metadata["rate_limit"]["remaining_requests"] == 5998
+    assert response.metadata["rate_limit"]["remaining_requests"] == 11998
     (event,) = coordinator.hooks.named("llm:response")
     assert event["route"] == response.metadata["route"]
     assert event["rate_limit"] == response.metadata["rate_limit"]
