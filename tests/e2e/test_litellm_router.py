@@ -361,7 +361,7 @@ async def test_one_server_stopped_mid_run(coordinator: Any, cluster: Cluster) ->
     async def stop_one_server() -> None:
         await enough.wait()
         # Mid-generation where possible, so that the stop cuts a reply off.
-        busy.append(await wait_until_generating(cluster.servers[0], 2.0))
+        busy.append(await wait_until_generating(cluster.servers[0], 1.0))
         stopped.append(time.monotonic())
         await asyncio.to_thread(cluster.servers[0].stop)
         stopped.append(time.monotonic())
@@ -386,8 +386,9 @@ async def test_one_server_stopped_mid_run(coordinator: Any, cluster: Cluster) ->
     after_stop = [r for r in run.replies if r.started > stopped[1]]
     assert after_stop and _served_by(after_stop)[deployment_id(0)] == 0
     spent = retries_spent(run, events)
-    # A cut-off generation is answered again only through a retry of ours.
-    assert spent["provider_retries"] >= cut_off
+    # Each cut-off generation was answered again through a retry: ours when the proxy had
+    # begun its reply, the router's when the server died before sending anything.
+    assert spent["provider_retries"] + spent["router_retries"] >= cut_off
     FIGURES["one_stopped"] = {
         "requests": len(run.replies),
         "per_server": dict(zip(bases, per_server, strict=True)),
