@@ -43,6 +43,7 @@ from amplifier_core.llm_errors import (
 from .redaction import Scrubber, Secrets
 from .reply.arguments import ArgumentsError
 from .reply.assemble import InBandError
+from .reply.headers import rate_limit_wait
 from .reply.response import to_chat_response
 
 # The HTTP libraries are looked up, never imported, here: their exceptions exist only once
@@ -150,6 +151,15 @@ _UNSUPPORTED_TOOLS = re.compile(
 # LiteLLM proxy with a master key but no database answers an unknown key with 400
 # {"error": {"message": "No connected db.", "type": "no_db_connection"}}: a key problem.
 _KEY_LOOKUP_FAILED = re.compile(r"no_db_connection|no connected db", re.IGNORECASE)
+# LiteLLM's router when no deployment of the model group can take the request: every one
+# failed recently and is cooling down (429), or the last one it tried was unreachable (500).
+_ROUTER_COOLDOWN = re.compile(
+    r"all_deployments_in_cooldown|all deployments for selected model are in cooldown",
+    re.IGNORECASE,
+)
+_ROUTER_UNREACHABLE = re.compile(
+    r"connection error.{0,200}?litellm: model group '[^']*' failed", re.IGNORECASE | re.DOTALL
+)
 _QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"rate.?limit|too many requests|model is overloaded", re.IGNORECASE)
 # In-band errors with no status: these words mean the request itself is at fault.
@@ -326,7 +336,7 @@ class Rule:
     statuses: Container[int | None] = FAILED  # None: an in-band error (no status)
     pattern: re.Pattern[str] | None = None  # searched in the message and the raw body
     unless: Container[int | None] = ()
-    hint: str = ""
+    hint: str = ""  # {server} becomes the base_url the failed request went to
     model_hint: str = ""  # appended when the model is known ({model} filled in)
     retryable: bool | None = None  # None: the error class's own default
     retry_after: bool = False  # the server's Retry-After goes on the error
@@ -379,6 +389,24 @@ RULES: tuple[Rule, ...] = (
         hint="check that base_url ends with /v1 (e.g. http://host:8080/v1)",
         model_hint=" and that model {model!r} exists on the server",
     ),
+    Rule(
+        ProviderUnavailableError,
+        statuses=(429,),
+        pattern=_ROUTER_COOLDOWN,
+        retryable=True,
+        retry_after=True,
+        hint="the LiteLLM proxy at {server} has no deployment of this model group available: "
+        "each one failed and is cooling down; check that the servers in its model_list are up",
+    ),
+    Rule(
+        ProviderUnavailableError,
+        statuses=range(500, 600),
+        pattern=_ROUTER_UNREACHABLE,
+        retryable=True,
+        retry_after=True,
+        hint="the LiteLLM proxy at {server} could not reach a deployment of this model group: "
+        "its upstream servers are down or unreachable; check the servers in its model_list",
+    ),
     # A gateway's request timeout: transient like any other timeout.
     Rule(LLMTimeoutError, statuses=(408,), retry_after=True),
     Rule(QuotaExceededError, statuses=(429,), pattern=_QUOTA, retry_after=True),
@@ -404,11 +432,13 @@ def _classify(
     provider: str,
     model: str | None,
     where: str,
+    server: str | None = None,
 ) -> LLMError:
     """The first rule that matches (status, text) makes the error; LLMError otherwise."""
     text = f"{detail}\n{raw}"
     rule = next((r for r in RULES if r.matches(status, text)), Rule(LLMError))
-    hint = rule.hint + (rule.model_hint.format(model=model) if model else "")
+    hint = rule.hint.replace("{server}", server or "your base_url")
+    hint += rule.model_hint.format(model=model) if model else ""
     message = f"{detail or 'no error details'} ({where}){'; ' + hint if hint else ''}"
     kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}
     if rule.retryable is not None:
@@ -426,19 +456,27 @@ def error_from_response(
     provider: str,
     model: str | None,
     api_key: Secrets = None,
+    server: str | None = None,
 ) -> LLMError:
-    """Map one failed HTTP response (status, body, headers) to a kernel LLMError."""
+    """Map one failed HTTP response (status, body, headers) to a kernel LLMError.
+
+    `server` is the base_url the request went to (hints that name the server use it).
+    """
     body_text = body_text if isinstance(body_text, str) else ""
     scrub = Scrubber.of(api_key).text
     detail = scrub(describe_body(scrub(body_text)))
+    wait = parse_retry_after(headers)
+    if wait is None and status == 429:
+        wait = rate_limit_wait(headers)
     return _classify(
         status,
         detail,
         body_text[:20000],
-        parse_retry_after(headers),
+        wait,
         provider=provider,
         model=model,
         where=f"HTTP {status} from {provider}",
+        server=server,
     )
 
 
@@ -553,6 +591,15 @@ def _request_url(exc: BaseException) -> str | None:
         return None
 
 
+# The endpoints requests go to under base_url.
+_ENDPOINT = re.compile(r"/(?:chat/completions|models)$")
+
+
+def _base_of(url: str | None) -> str | None:
+    """The base_url a request URL was built from."""
+    return None if url is None else _ENDPOINT.sub("", url)
+
+
 def _status_error_body(exc: Any) -> str:
     try:
         text = exc.response.text  # raises when the response was never read or is closed
@@ -631,7 +678,13 @@ def _from_status(
         return None
     headers = _status_error_headers(exc)
     return error_from_response(
-        status, body, headers, provider=provider, model=model, api_key=api_key
+        status,
+        body,
+        headers,
+        provider=provider,
+        model=model,
+        api_key=api_key,
+        server=_base_of(_request_url(exc)),
     )
 
 

@@ -111,6 +111,13 @@ def usage_payload(usage: Any) -> dict[str, Any]:
     return out
 
 
+def route_payload(metadata: Any) -> dict[str, Any]:
+    """For llm:response: the route a router reported and the rate limits, when told."""
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: metadata[key] for key in ("route", "rate_limit") if key in metadata}
+
+
 class StreamEmitter:
     """Turns assembler BlockEvents into llm:stream_* events for one complete() call.
 

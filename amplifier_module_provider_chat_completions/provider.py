@@ -40,10 +40,11 @@ from .config import (
     wizard_fields,
 )
 from .errors import describe_body, error_from_exception, prompt_overflows
-from .events import EventSink, StreamEmitter, progress_payload, usage_payload
+from .events import EventSink, StreamEmitter, progress_payload, route_payload, usage_payload
 from .redaction import Scrubber
 from .reply.assemble import ResponseAssembler
 from .reply.cost import SessionCost
+from .reply.headers import header_metadata
 from .reply.response import to_chat_response
 from .reply.sse import iter_sse_batches
 from .request.convert import ConversionError, build_request_body, dumps_body
@@ -463,7 +464,7 @@ class ChatCompletionsProvider:
                 raise
 
         return await retry_with_backoff(
-            attempt, self._retry_config(), on_retry=self._on_retry(call.model)
+            attempt, self._retry_config(), on_retry=self._on_retry(call)
         )
 
     async def _attempt(self, transport: Transport, call: _Call, body: _SentBody) -> ChatResponse:
@@ -637,14 +638,19 @@ class ChatCompletionsProvider:
         model: str,
         headers: Mapping[str, str],
     ) -> ChatResponse:
+        """The ChatResponse, with what a router's headers tell about its route."""
         result = assembler.result()
-        return to_chat_response(
+        response = to_chat_response(
             result,
             provider_name=self.name,
             model=result.model or model,
             headers=headers,
             pricing=self.config.pricing,
         )
+        told = header_metadata(headers, model)
+        if told:
+            response.metadata = {**(response.metadata or {}), **told}
+        return response
 
     def _map_exception(
         self, exc: BaseException, model: str, *, streaming_started: bool = False
@@ -691,7 +697,7 @@ class ChatCompletionsProvider:
                 f"than max_retry_delay {limit:g} s; raise max_retry_delay to wait)",
             )
 
-    def _on_retry(self, model: str) -> Any:
+    def _on_retry(self, call: _Call) -> Any:
         async def on_retry(attempt: int, delay: float, err: LLMError) -> None:
             # The kernel jitters around Retry-After; the server's value is a floor.
             extra = (err.retry_after or 0.0) - delay
@@ -699,7 +705,8 @@ class ChatCompletionsProvider:
                 ev.PROVIDER_RETRY,
                 {
                     "provider": self.name,
-                    "model": model,
+                    "model": call.model,
+                    "request_id": call.request_id,
                     "attempt": attempt,
                     "max_retries": self.config.max_retries,
                     "delay": max(delay, err.retry_after or 0.0),
@@ -759,6 +766,7 @@ class ChatCompletionsProvider:
         payload = self._response_event(call, "ok")
         payload["usage"] = usage_payload(response.usage)
         payload["finish_reason"] = response.finish_reason
+        payload.update(route_payload(response.metadata))
         if self.config.raw:
             payload["raw"] = self._events.redact(response.model_dump(mode="json"))
         await self._events.emit(ev.LLM_RESPONSE, payload)

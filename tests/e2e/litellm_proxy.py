@@ -99,10 +99,13 @@ class LiteLLMProxy(UvicornServer):
         self.master_key = master_key
         self.config_path = self.log_dir / "litellm-config.yaml"
 
+    def config(self) -> dict[str, Any]:
+        """The proxy's config file, as a mapping (subclasses route differently)."""
+        return proxy_config(self.upstream_base_url, master_key=self.master_key)
+
     def command(self, port: int) -> list[str]:
         # JSON is YAML: no YAML writer needed.
-        config = proxy_config(self.upstream_base_url, master_key=self.master_key)
-        self.config_path.write_text(json.dumps(config, indent=2) + "\n")
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
         return [
             str(venv_bin(self.venv, "litellm")),
             *("--config", str(self.config_path)),
