@@ -32,6 +32,13 @@ SERVING = re.compile(r"llama\.cpp server running (\S+) \(pid (\d+), ready in")
 WAIT = 120.0  # generous bounds only: the machine may be busy with other work
 
 
+def _default_sigint() -> None:
+    # A process started in the background by a non-interactive shell (a CI runner, `cmd &`)
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the
+    # CLI under test must get Ctrl-C as a terminal would deliver it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_cli(*args: str, cache: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -42,6 +49,7 @@ async def start_cli(*args: str, cache: Path) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+        preexec_fn=_default_sigint,
     )
 
 
