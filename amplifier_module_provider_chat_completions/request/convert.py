@@ -240,6 +240,8 @@ def _tool_reply(call_id: str, text: str, images: list[dict[str, Any]]) -> list[d
 def _output_parts(output: Any) -> tuple[str, list[dict[str, Any]]] | None:
     """Text and image parts of a tool output made of text and image blocks, at least one
     of them a usable image; None for any other output (sent as text or JSON)."""
+    if type(output) is str:  # nearly every tool result: rule it out first
+        return None
     if isinstance(output, dict):  # most outputs: cheap to rule out
         if output.get("type") != "image":
             return None
