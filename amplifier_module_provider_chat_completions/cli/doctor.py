@@ -46,24 +46,18 @@ Status = Literal["ok", "warn", "fail", "skip"]
 # Failures of the first request that mean "nothing else will work either".
 _FATAL = (AuthenticationError, NetworkError, LLMTimeoutError, NotFoundError, ConfigurationError)
 
-_WEATHER = ToolSpec(
-    name="get_weather",
-    description="Current weather for a city",
-    parameters={
+
+def _city_tool(name: str, description: str) -> ToolSpec:
+    parameters = {
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
-    },
-)
-_TIME = ToolSpec(
-    name="get_time",
-    description="Current local time in a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
+    }
+    return ToolSpec(name=name, description=description, parameters=parameters)
+
+
+_WEATHER = _city_tool("get_weather", "Current weather for a city")
+_TIME = _city_tool("get_time", "Current local time in a city")
 # Control tokens of common chat templates (ChatML, Gemma, Llama 3, Phi): they frame a prompt
 # and never belong in an answer. One in a reply means the server formatted the prompt with
 # the wrong template or did not stop at the model's end-of-turn token.

@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from amplifier_core.message_models import ChatRequest, Message, ToolSpec
 
 from amplifier_module_provider_chat_completions import ChatCompletionsProvider, mount
@@ -83,3 +84,14 @@ def wait_log_count(server: ManagedServer, needle: str, expect: int) -> int:
         time.sleep(0.05)
     time.sleep(0.3)  # anything extra (a retry) would show up by now
     return log_count(server, needle)
+
+
+# Shared by the tiny-model and SmolLM2 suites.
+MODES = pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+OVERFLOW_LOG_LINE = "exceeds the available context size"

@@ -26,19 +26,19 @@ from amplifier_core.message_models import (
 from stream_contract import assert_stream_contract, stream_events, streamed_text
 
 from .conftest import E2E_API_KEY
-from .helpers import WEATHER, MakeProvider, ask, log_count, wait_log_count
+from .helpers import (
+    MODES,
+    OVERFLOW_LOG_LINE,
+    PERSON_SCHEMA,
+    WEATHER,
+    MakeProvider,
+    ask,
+    log_count,
+    wait_log_count,
+)
 from .servers import LlamaServer
 
 pytestmark = pytest.mark.e2e
-
-MODES = pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-PERSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
-OVERFLOW_LOG_LINE = "exceeds the available context size"
 
 
 def names(coordinator: Any, prefix: str) -> list[str]:

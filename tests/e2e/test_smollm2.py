@@ -30,19 +30,18 @@ from amplifier_core.message_models import (
 )
 from stream_contract import assert_stream_contract, streamed_text
 
-from .helpers import MakeProvider, log_count, wait_log_count
+from .helpers import (
+    MODES,
+    OVERFLOW_LOG_LINE,
+    PERSON_SCHEMA,
+    MakeProvider,
+    log_count,
+    wait_log_count,
+)
 from .servers import LlamaServer
 
 pytestmark = pytest.mark.e2e
 
-MODES = pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-PERSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
-OVERFLOW_LOG_LINE = "exceeds the available context size"
 LAUNCH = re.compile(r"launch_slot_: id +(\d+) \| task (\d+) \| processing task")
 RELEASE = re.compile(r"release: id +(\d+) \| task (\d+) \| stop processing: n_tokens = (\d+)")
 # llama.cpp's own sampling option: generate until max_tokens even past the end-of-turn token.
