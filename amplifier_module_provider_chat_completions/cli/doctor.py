@@ -385,6 +385,17 @@ async def _identity(
         report.version = detect.version_from(body, profile.version_key)
 
 
+async def _answer_or_fail(
+    call: Call, request: ChatRequest, report: Report, name: str, fix: str
+) -> ChatResponse | None:
+    """The reply, or None with the failure recorded as this check's result."""
+    try:
+        return await call(request)
+    except LLMError as err:
+        report.checks.append(Check(name, "fail", _without(_one_line(err), fix), fix))
+        return None
+
+
 async def _tool_check(
     call: Call, report: Report, name: str, metadata: dict[str, Any] | None, fix: str
 ) -> None:
@@ -393,10 +404,8 @@ async def _tool_check(
         tools=[_WEATHER],
         metadata=metadata,
     )
-    try:
-        response = await call(request)
-    except LLMError as err:
-        report.checks.append(Check(name, "fail", _without(_one_line(err), fix), fix))
+    response = await _answer_or_fail(call, request, report, name, fix)
+    if response is None:
         return
     calls = response.tool_calls or []
     if calls:
@@ -440,10 +449,8 @@ async def _parallel_check(call: Call, report: Report, fix: str) -> None:
         metadata={"stream": False},
     )
     name = "parallel tool calls"
-    try:
-        response = await call(request)
-    except LLMError as err:
-        report.checks.append(Check(name, "fail", _without(_one_line(err), fix), fix))
+    response = await _answer_or_fail(call, request, report, name, fix)
+    if response is None:
         return
     calls = response.tool_calls or []
     names = ", ".join(c.name for c in calls)
